@@ -1,0 +1,229 @@
+"""Attaches the log handler to every logger torch configured, keeps it attached across torch's log re-inits,
+and runs the background thread that hands queued records to OpenTelemetry."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import weakref
+from typing import Any, Callable
+
+from opentelemetry._logs import LoggerProvider
+
+from torch_otel import catalog
+from torch_otel.log_handler import Component, RecordQueue, TorchLogHandler, exporting
+from torch_otel.log_records import LogRecordConverter
+from torch_otel.settings import Settings
+
+_EXPORT_INTERVAL_S = 0.2
+_WAKE_AT_QUEUED = 512
+_warn = logging.getLogger("torch_otel").warning
+
+
+def _torch_logging_internal() -> Any:
+    import torch._logging._internal as internal
+
+    return internal
+
+
+def _logger_artifact(logger_name: str) -> str | None:
+    artifact = getattr(logging.getLogger(logger_name), "artifact_name", None)
+    return artifact if isinstance(artifact, str) else catalog.artifact_of_logger(logger_name)
+
+
+def _current_trace_id_reader() -> Callable[[], Any]:
+    try:
+        from torch._guards import CompileContext
+
+        reader = CompileContext.current_trace_id
+        reader()
+        return reader
+    except Exception:  # noqa: BLE001 - older or newer torch: records simply carry no compile id
+        _warn("torch-otel: this torch has no CompileContext.current_trace_id; records will carry no pytorch.compile.id")
+        return lambda: None
+
+
+def _torch_version() -> str | None:
+    try:
+        import torch
+
+        return str(torch.__version__)
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _is_torch_stderr_handler(internal: Any, handler: logging.Handler) -> bool:
+    return (
+        internal._is_torch_handler(handler)
+        and isinstance(handler, logging.StreamHandler)
+        and not isinstance(handler, logging.FileHandler)
+        and handler is not getattr(internal, "LOG_TRACE_HANDLER", None)
+    )
+
+
+class LogBridge:
+    """Owns the handlers, the queue and the export thread. ``start`` and ``stop`` are exact inverses."""
+
+    def __init__(self, logger_provider: LoggerProvider, settings: Settings) -> None:
+        self._provider = logger_provider
+        self._settings = settings
+        self._queue = RecordQueue(settings.queue_size, _WAKE_AT_QUEUED, self._wake)
+        self._converter = LogRecordConverter(logger_provider, _torch_version(), settings.max_body_bytes, _logger_artifact)
+        self._handlers: dict[str, TorchLogHandler] = {}
+        self._removed_stderr: list[tuple[logging.Logger, logging.Handler]] = []
+        self._patched: list[tuple[Any, str, Any]] = []
+        self._export_lock = threading.Lock()
+        self._wakeup = threading.Event()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._current_trace_id: Callable[[], Any] = lambda: None
+        self.emitted = 0
+        self.export_errors = 0
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+    def start(self) -> None:
+        internal = _torch_logging_internal()
+        self._current_trace_id = _current_trace_id_reader()
+        self._patch_init_logs(internal)
+        self.attach()
+        self._stopping = False
+        self._start_thread()
+        _register_fork_handler(self)
+
+    def stop(self) -> None:
+        self.flush(self._settings.shutdown_timeout)
+        self._stopping = True
+        self._wakeup.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self._settings.shutdown_timeout)
+            self._thread = None
+        for owner, name, original in reversed(self._patched):
+            setattr(owner, name, original)
+        self._patched.clear()
+        self._detach()
+
+    # -- attaching to torch ----------------------------------------------------------------------------
+    def attach(self) -> None:
+        """Put a handler (last, after torch's own) on every registered torch logger."""
+        internal = _torch_logging_internal()
+        registry = internal.log_registry
+        aliases = dict(registry.log_alias_to_log_qnames)
+        for qname in sorted(registry.get_log_qnames()):
+            logger = logging.getLogger(qname)
+            handler = self._handlers.get(qname)
+            if handler is None:
+                component = Component(qname, catalog.component_of_qname(qname, aliases))
+                handler = self._handlers[qname] = TorchLogHandler(component, self._queue, self._current_trace_id)
+            if handler in logger.handlers:
+                logger.removeHandler(handler)
+            if not self._settings.torch_stderr:
+                self._remove_torch_stderr(internal, logger)
+            logger.addHandler(handler)
+
+    def _remove_torch_stderr(self, internal: Any, logger: logging.Logger) -> None:
+        for handler in list(logger.handlers):
+            if _is_torch_stderr_handler(internal, handler):
+                logger.removeHandler(handler)
+                self._removed_stderr.append((logger, handler))
+
+    def _detach(self) -> None:
+        for qname, handler in self._handlers.items():
+            logging.getLogger(qname).removeHandler(handler)
+        self._handlers.clear()
+        internal = _torch_logging_internal()
+        for logger, handler in self._removed_stderr:
+            if internal._is_torch_handler(handler) and handler not in logger.handlers:
+                logger.addHandler(handler)
+        self._removed_stderr.clear()
+
+    def _patch_init_logs(self, internal: Any) -> None:
+        import torch._logging as torch_logging
+
+        original = internal._init_logs
+        bridge = self
+
+        def _init_logs(*args: Any, **kwargs: Any) -> None:
+            original(*args, **kwargs)
+            bridge._removed_stderr.clear()
+            try:
+                bridge.attach()
+            except Exception as error:  # noqa: BLE001 - never raise into torch
+                _warn("torch-otel: could not re-attach to torch's loggers: %s", error)
+
+        _init_logs.__wrapped__ = original  # type: ignore[attr-defined]
+        for owner in (internal, torch_logging):
+            if getattr(owner, "_init_logs", None) is original:
+                self._patched.append((owner, "_init_logs", original))
+                setattr(owner, "_init_logs", _init_logs)
+
+    # -- exporting -------------------------------------------------------------------------------------
+    def _wake(self) -> None:
+        self._wakeup.set()
+
+    def _start_thread(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="torch-otel-export", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        exporting.set(True)
+        while not self._stopping:
+            self._wakeup.wait(_EXPORT_INTERVAL_S)
+            self._wakeup.clear()
+            self._export_pending()
+
+    def _export_pending(self) -> None:
+        with self._export_lock:
+            token = exporting.set(True)
+            try:
+                for item in self._queue.drain():
+                    try:
+                        self._converter.emit(item)
+                        self.emitted += 1
+                    except Exception:  # noqa: BLE001 - one bad record must not stop the rest
+                        self.export_errors += 1
+            finally:
+                exporting.reset(token)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Hand every queued record to the SDK, then flush the SDK's processors within ``timeout`` seconds."""
+        timeout = self._settings.shutdown_timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        self._export_pending()
+        remaining_ms = max(0, int((deadline - time.monotonic()) * 1000))
+        force_flush = getattr(self._provider, "force_flush", None)
+        return bool(force_flush(remaining_ms)) if force_flush else True
+
+    @property
+    def dropped(self) -> int:
+        return self._queue.dropped
+
+    @property
+    def truncated(self) -> int:
+        return self._converter.truncated
+
+    def _after_fork_in_child(self) -> None:
+        # The parent exports what it queued; the child starts empty so nothing is sent twice.
+        self._queue.drain()
+        self._export_lock = threading.Lock()
+        self._wakeup = threading.Event()
+        if self._thread is not None and not self._stopping:
+            self._start_thread()
+
+
+_fork_targets: weakref.WeakSet[LogBridge] = weakref.WeakSet()
+_fork_hook_installed = False
+
+
+def _register_fork_handler(bridge: LogBridge) -> None:
+    global _fork_hook_installed
+    if not _fork_hook_installed and hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_reinit_after_fork)
+        _fork_hook_installed = True
+    _fork_targets.add(bridge)
+
+
+def _reinit_after_fork() -> None:
+    for bridge in list(_fork_targets):
+        bridge._after_fork_in_child()

@@ -1,0 +1,63 @@
+"""The `torch-otel` command line: `run` starts a program with the bridge installed."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from torch_otel.sdk_setup import export_plan, sdk_disabled
+from torch_otel.settings import Settings, SettingsError
+
+BOOTSTRAP_DIR = Path(__file__).resolve().parent / "_bootstrap"
+EXIT_BAD_SETTING = 2
+EXIT_NOT_FOUND = 127
+
+
+def child_environment(environ: dict[str, str]) -> dict[str, str]:
+    """The environment that makes every Python child load torch-otel's sitecustomize first."""
+    env = dict(environ)
+    existing = env.get("PYTHONPATH")
+    env["PYTHONPATH"] = str(BOOTSTRAP_DIR) + (os.pathsep + existing if existing else "")
+    return env
+
+
+def run(command: Sequence[str]) -> int:
+    if not command:
+        print("torch-otel run: name the program to run, e.g. torch-otel run -- python train.py", file=sys.stderr)
+        return EXIT_BAD_SETTING
+    try:
+        if not sdk_disabled():
+            Settings.from_env()
+            export_plan()
+    except SettingsError as error:
+        print(f"torch-otel: {error}", file=sys.stderr)
+        return EXIT_BAD_SETTING
+    try:
+        os.execvpe(command[0], list(command), child_environment(dict(os.environ)))
+    except OSError as error:
+        print(f"torch-otel run: cannot start {command[0]!r}: {error.strerror}", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    return 0  # unreachable: exec replaced this process
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="torch-otel", description="OpenTelemetry for torch.compile, driven by TORCH_LOGS.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run_parser = commands.add_parser("run", help="run a program with torch's logs exported over OTLP")
+    run_parser.add_argument("program", nargs=argparse.REMAINDER, help="the command, after --")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "run":
+        program = args.program[1:] if args.program[:1] == ["--"] else args.program
+        return run(program)
+    return EXIT_BAD_SETTING
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,27 @@
+"""Every environment variable torch-otel reads besides TORCH_LOGS and the standard OTEL_* ones."""
+
+TORCH_OTEL_TORCH_STDERR = "TORCH_OTEL_TORCH_STDERR"
+"""``on`` (default) keeps torch's own stderr log output; ``off`` removes torch's stderr handlers
+while the bridge is active, so TORCH_LOGS output goes to OpenTelemetry only."""
+
+TORCH_OTEL_MAX_BODY_BYTES = "TORCH_OTEL_MAX_BODY_BYTES"
+"""Largest log record body exported, in bytes (suffixes KiB/MiB accepted). Default 64KiB.
+Longer bodies are cut and marked with ``pytorch.log.truncated`` and ``pytorch.log.original_size``."""
+
+TORCH_OTEL_MAX_BATCH_BYTES = "TORCH_OTEL_MAX_BATCH_BYTES"
+"""Largest estimated size of one log export request, when torch-otel sets up the SDK. Default 3MiB,
+under the 4 MiB gRPC receive limit of collectors."""
+
+TORCH_OTEL_QUEUE_SIZE = "TORCH_OTEL_QUEUE_SIZE"
+"""Records the bridge holds before it drops new ones (and counts them). Default 20000."""
+
+TORCH_OTEL_SHUTDOWN_TIMEOUT = "TORCH_OTEL_SHUTDOWN_TIMEOUT"
+"""Seconds the bridge may spend flushing at exit or on SIGTERM. Default 5."""
+
+ALL = (
+    TORCH_OTEL_TORCH_STDERR,
+    TORCH_OTEL_MAX_BODY_BYTES,
+    TORCH_OTEL_MAX_BATCH_BYTES,
+    TORCH_OTEL_QUEUE_SIZE,
+    TORCH_OTEL_SHUTDOWN_TIMEOUT,
+)

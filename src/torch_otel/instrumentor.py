@@ -1,0 +1,91 @@
+"""The OpenTelemetry instrumentor for torch (``opentelemetry-instrument`` entry point ``torch``) and
+``instrument()`` / ``uninstrument()`` / ``flush()``."""
+
+from __future__ import annotations
+
+import atexit
+from typing import Any, Collection
+
+from opentelemetry import _logs
+
+from torch_otel.bridge import LogBridge
+from torch_otel.sdk_setup import sdk_disabled
+from torch_otel.settings import Settings
+from torch_otel.torch_import import import_torch_checked
+
+INSTRUMENTS = ("torch >= 2.4",)
+
+try:
+    from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
+except ImportError:  # opentelemetry-instrumentation is optional: only `opentelemetry-instrument` needs it
+
+    class BaseInstrumentor:  # type: ignore[no-redef]
+        """The subset of opentelemetry-instrumentation's BaseInstrumentor that torch-otel relies on."""
+
+        _instance: Any = None
+        _is_instrumented_by_opentelemetry = False
+
+        def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+            if cls._instance is None:
+                cls._instance = object.__new__(cls)
+            return cls._instance
+
+        @property
+        def is_instrumented_by_opentelemetry(self) -> bool:
+            return self._is_instrumented_by_opentelemetry
+
+        def instrument(self, **kwargs: Any) -> Any:
+            if self._is_instrumented_by_opentelemetry:
+                return None
+            result = self._instrument(**kwargs)
+            self._is_instrumented_by_opentelemetry = True
+            return result
+
+        def uninstrument(self, **kwargs: Any) -> Any:
+            if not self._is_instrumented_by_opentelemetry:
+                return None
+            result = self._uninstrument(**kwargs)
+            self._is_instrumented_by_opentelemetry = False
+            return result
+
+
+class TorchInstrumentor(BaseInstrumentor):
+    """Bridges torch's logging (as configured by TORCH_LOGS) to OpenTelemetry."""
+
+    bridge: LogBridge | None = None
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        return INSTRUMENTS
+
+    def _instrument(self, **kwargs: Any) -> None:
+        if sdk_disabled():
+            return
+        settings = kwargs.get("settings") or Settings.from_env()
+        import_torch_checked()
+        logger_provider = kwargs.get("logger_provider") or _logs.get_logger_provider()
+        bridge = LogBridge(logger_provider, settings)
+        bridge.start()
+        atexit.register(bridge.flush)
+        TorchInstrumentor.bridge = bridge
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        bridge, TorchInstrumentor.bridge = TorchInstrumentor.bridge, None
+        if bridge is not None:
+            atexit.unregister(bridge.flush)
+            bridge.stop()
+
+
+def instrument(**kwargs: Any) -> None:
+    """Start exporting torch's logs through the global (or given) OpenTelemetry providers."""
+    TorchInstrumentor().instrument(skip_dep_check=True, **kwargs)
+
+
+def uninstrument() -> None:
+    """Undo ``instrument()`` exactly: handlers, torch hooks and the export thread are removed."""
+    TorchInstrumentor().uninstrument()
+
+
+def flush(timeout: float | None = None) -> bool:
+    """Export everything the bridge holds now; returns False if the SDK did not finish within ``timeout`` seconds."""
+    bridge = TorchInstrumentor.bridge
+    return bridge.flush(timeout) if bridge is not None else True

@@ -1,0 +1,53 @@
+"""Keeps every log export request under a byte budget, so no batch of capped artifacts exceeds the 4 MiB gRPC limit."""
+
+from __future__ import annotations
+
+from typing import Any, Iterator, Sequence
+
+from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
+
+_PER_RECORD_OVERHEAD = 256
+
+
+def estimated_size(readable: Any) -> int:
+    record = readable.log_record
+    body = record.body
+    size = _PER_RECORD_OVERHEAD + (len(body) * 4 if isinstance(body, str) and len(body) < 4096 else 0)
+    if isinstance(body, str) and len(body) >= 4096:
+        size += len(body.encode("utf-8", "surrogatepass"))
+    for key, value in (record.attributes or {}).items():
+        size += len(key) + (len(value) if isinstance(value, str) else 16)
+    return size
+
+
+def split_by_bytes(batch: Sequence[Any], max_bytes: int) -> Iterator[Sequence[Any]]:
+    start, used = 0, 0
+    for index, readable in enumerate(batch):
+        size = estimated_size(readable)
+        if index > start and used + size > max_bytes:
+            yield batch[start:index]
+            start, used = index, 0
+        used += size
+    if start < len(batch):
+        yield batch[start:]
+
+
+class ByteBudgetLogExporter(LogRecordExporter):
+    """Wraps a log exporter and sends each batch as as many requests as the byte budget requires."""
+
+    def __init__(self, inner: LogRecordExporter, max_bytes: int) -> None:
+        self.inner = inner
+        self.max_bytes = max_bytes
+
+    def export(self, batch: Sequence[Any]) -> LogRecordExportResult:
+        result = LogRecordExportResult.SUCCESS
+        for chunk in split_by_bytes(batch, self.max_bytes):
+            if self.inner.export(chunk) != LogRecordExportResult.SUCCESS:
+                result = LogRecordExportResult.FAILURE
+        return result
+
+    def shutdown(self) -> None:
+        self.inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self.inner.force_flush(timeout_millis)

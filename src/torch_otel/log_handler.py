@@ -1,0 +1,90 @@
+"""The hot path: a logging handler on torch's loggers that captures a record and queues it, nothing more."""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from contextvars import ContextVar
+from typing import Any, Callable, NamedTuple
+
+from opentelemetry import context as otel_context
+
+# Set on the bridge's own export thread so anything it logs can never loop back into the queue.
+exporting: ContextVar[bool] = ContextVar("torch_otel_exporting", default=False)
+
+
+class Component(NamedTuple):
+    """A registered torch logger and the names it is exported under."""
+
+    scope: str
+    alias: str
+
+
+class QueuedRecord(NamedTuple):
+    record: logging.LogRecord
+    message: str
+    component: Component
+    trace_id: Any
+    context: otel_context.Context
+
+
+class RecordQueue:
+    """A bounded FIFO that drops (and counts) new records when full instead of blocking or growing."""
+
+    def __init__(self, capacity: int, wake_at: int, wake: Callable[[], None]) -> None:
+        self.capacity = capacity
+        self.dropped = 0
+        self._items: deque[QueuedRecord] = deque()
+        self._wake_at = wake_at
+        self._wake = wake
+
+    def put(self, item: QueuedRecord) -> None:
+        size = len(self._items)
+        if size >= self.capacity:
+            self.dropped += 1
+            return
+        self._items.append(item)
+        if size == self._wake_at:
+            self._wake()
+
+    def drain(self) -> list[QueuedRecord]:
+        items = self._items
+        taken = []
+        while items:
+            taken.append(items.popleft())
+        return taken
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+class TorchLogHandler(logging.Handler):
+    """One per registered torch logger; its component is fixed, so emit does no lookups."""
+
+    def __init__(self, component: Component, queue: RecordQueue, current_trace_id: Callable[[], Any]) -> None:
+        super().__init__(logging.NOTSET)
+        self.component = component
+        self._queue = queue
+        self._current_trace_id = current_trace_id
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        # Skips Handler.handle's lock and filter pass: the queue is safe to append to from any thread.
+        if exporting.get():
+            return False
+        try:
+            message = record.__dict__.get("message")
+            if message is None:
+                message = record.getMessage()
+            self._queue.put(
+                QueuedRecord(record, message, self.component, self._current_trace_id(), otel_context.get_current())
+            )
+        except Exception:  # noqa: BLE001 - the bridge must never raise into torch
+            self._queue.dropped += 1
+        return True
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.handle(record)
+
+    def flush(self) -> None:
+        """logging.shutdown calls this at exit; the bridge flushes itself, so never block here."""
+

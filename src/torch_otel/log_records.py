@@ -1,0 +1,86 @@
+"""Turns a queued torch LogRecord into an OpenTelemetry log record: body, severity, attributes, event name."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from opentelemetry._logs import LoggerProvider, SeverityNumber
+
+from torch_otel import catalog
+from torch_otel.log_handler import Component, QueuedRecord
+
+
+def cap_body(message: str, max_bytes: int) -> tuple[str, int | None]:
+    """Cut ``message`` to at most ``max_bytes`` of UTF-8; returns the body and the original size if it was cut."""
+    if len(message) * 4 <= max_bytes:
+        return message, None
+    encoded = message.encode("utf-8", "surrogatepass")
+    if len(encoded) <= max_bytes:
+        return message, None
+    return encoded[:max_bytes].decode("utf-8", "ignore"), len(encoded)
+
+
+class LogRecordConverter:
+    """Emits queued records through the OTel logs API, one cached logger per component scope."""
+
+    def __init__(
+        self,
+        logger_provider: LoggerProvider,
+        scope_version: str | None,
+        max_body_bytes: int,
+        artifact_of_logger: Callable[[str], str | None],
+    ) -> None:
+        self._provider = logger_provider
+        self._scope_version = scope_version
+        self._max_body_bytes = max_body_bytes
+        self._artifact_of_logger = artifact_of_logger
+        self._loggers: dict[str, Any] = {}
+        self._artifacts: dict[str, str | None] = {}
+        self.truncated = 0
+
+    def emit(self, item: QueuedRecord) -> None:
+        record = item.record
+        attributes: dict[str, Any] = {
+            catalog.ATTR_COMPONENT: item.component.alias,
+            catalog.ATTR_LOGGER: record.name,
+            catalog.ATTR_CODE_FILE: record.pathname,
+            catalog.ATTR_CODE_LINE: record.lineno,
+            catalog.ATTR_CODE_FUNCTION: record.funcName,
+        }
+        if item.trace_id is not None:
+            attributes[catalog.ATTR_COMPILE_ID] = str(item.trace_id)
+        event_name = None
+        artifact = self._artifact(record.name)
+        if artifact is not None:
+            attributes[catalog.ATTR_ARTIFACT] = artifact
+            event_name = catalog.artifact_event_name(artifact)
+        body, original_size = cap_body(item.message, self._max_body_bytes)
+        if original_size is not None:
+            self.truncated += 1
+            attributes[catalog.ATTR_TRUNCATED] = True
+            attributes[catalog.ATTR_ORIGINAL_SIZE] = original_size
+        exception = record.exc_info[1] if record.exc_info else None
+        self._logger(item.component).emit(
+            timestamp=int(record.created * 1e9),
+            context=item.context,
+            severity_number=SeverityNumber(catalog.otel_severity_number(record.levelno)),
+            severity_text=record.levelname,
+            body=body,
+            attributes=attributes,
+            event_name=event_name,
+            exception=exception,
+        )
+
+    def _logger(self, component: Component) -> Any:
+        logger = self._loggers.get(component.scope)
+        if logger is None:
+            logger = self._provider.get_logger(component.scope, self._scope_version)
+            self._loggers[component.scope] = logger
+        return logger
+
+    def _artifact(self, logger_name: str) -> str | None:
+        try:
+            return self._artifacts[logger_name]
+        except KeyError:
+            artifact = self._artifacts[logger_name] = self._artifact_of_logger(logger_name)
+            return artifact

@@ -1,0 +1,404 @@
+"""Parse TORCH_LOGS values exactly as torch 2.13 does, without touching torch's log registry."""
+
+from __future__ import annotations
+
+import difflib
+import importlib.util
+import logging
+import pkgutil
+import re
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from importlib.machinery import ModuleSpec
+from types import ModuleType
+from typing import Any
+
+from . import _registry_snapshot
+
+__all__ = [
+    "Registry",
+    "TorchLogsError",
+    "TorchLogsSettings",
+    "current_registry",
+    "live_registry",
+    "parse_torch_logs",
+    "snapshot_registry",
+]
+
+_PREFIX_LEVELS = {"+": logging.DEBUG, "-": logging.ERROR}
+_PIECE = re.compile(r"(\s*)([+-]?)([\w.]+)")
+_WHITESPACE = re.compile(r"\s")
+_NAME_CHAR = re.compile(r"[\w.]")
+_NAME_RUN = re.compile(r"[\w.]+")
+_HELP_VALUES = ("help", "+help")
+_DOCTOR_HINT = "run `torch-otel doctor --list` for all {count} artifacts"
+
+
+class TorchLogsError(ValueError):
+    """A TORCH_LOGS value that torch would reject (or mishandle)."""
+
+    def __init__(self, message: str, value: str, item: str | None) -> None:
+        super().__init__(message)
+        self.value = value
+        self.item = item
+
+
+@dataclass(frozen=True)
+class TorchLogsSettings:
+    logger_levels: dict[str, int]
+    artifacts: frozenset[str]
+    components: dict[str, int]
+    modules: dict[str, int]
+
+
+@dataclass(frozen=True)
+class Registry:
+    aliases: dict[str, tuple[str, ...]]
+    artifacts: frozenset[str]
+    off_by_default: frozenset[str]
+    descriptions: dict[str, str]
+    torch_version: str | None
+
+
+@dataclass(frozen=True)
+class _Item:
+    raw: str
+    name: str
+    level: int
+
+
+# ---------------------------------------------------------------- registries
+
+
+def live_registry() -> Registry | None:
+    internal = _torch_logging_internal()
+    if internal is None:
+        return None
+    return _registry_from_torch(internal.log_registry)
+
+
+def snapshot_registry() -> Registry:
+    snap = _registry_snapshot
+    return Registry(
+        aliases=dict(snap.ALIASES),
+        artifacts=snap.ARTIFACTS,
+        off_by_default=snap.OFF_BY_DEFAULT,
+        descriptions=dict(snap.DESCRIPTIONS),
+        torch_version=snap.TORCH_VERSION,
+    )
+
+
+def current_registry() -> Registry:
+    return live_registry() or snapshot_registry()
+
+
+def _torch_logging_internal() -> ModuleType | None:
+    module = sys.modules.get("torch._logging._internal")
+    if module is None:
+        try:
+            import torch  # noqa: F401
+        except Exception:
+            # A bad TORCH_LOGS makes `import torch` raise only after the
+            # registry module has been fully populated, so it is still usable.
+            pass
+        module = sys.modules.get("torch._logging._internal")
+    if module is None or not _is_populated(module):
+        return None
+    return module
+
+
+def _is_populated(internal: ModuleType) -> bool:
+    registry = getattr(internal, "log_registry", None)
+    return (
+        "torch._logging._registrations" in sys.modules
+        and bool(getattr(registry, "log_alias_to_log_qnames", None))
+        and bool(getattr(registry, "artifact_names", None))
+    )
+
+
+def _registry_from_torch(log_registry: Any) -> Registry:
+    version = getattr(sys.modules.get("torch.version"), "__version__", None)
+    return Registry(
+        aliases={
+            alias: _as_tuple(qnames)
+            for alias, qnames in log_registry.log_alias_to_log_qnames.items()
+        },
+        artifacts=frozenset(log_registry.artifact_names),
+        off_by_default=frozenset(log_registry.off_by_default_artifact_names),
+        descriptions=dict(log_registry.artifact_descriptions),
+        torch_version=None if version is None else str(version),
+    )
+
+
+def _as_tuple(qnames: str | Iterable[str]) -> tuple[str, ...]:
+    return (qnames,) if isinstance(qnames, str) else tuple(qnames)
+
+
+# ------------------------------------------------------------------- parsing
+
+
+def parse_torch_logs(value: str, registry: Registry | None = None) -> TorchLogsSettings:
+    registry = registry if registry is not None else current_registry()
+    items = _split_items(value, registry)
+    state = _ParseState(registry)
+    for item in items:
+        state.apply(item, value)
+    return state.settings()
+
+
+def _split_items(value: str, registry: Registry) -> list[_Item]:
+    settings = _strip_windows_quotes(value)
+    if settings in _HELP_VALUES:
+        raise _help_error(value, registry)
+    if settings == "":
+        raise _empty_error(value, registry)
+    pieces = settings.split(",")
+    items = []
+    for index, piece in enumerate(pieces):
+        match = _PIECE.fullmatch(piece)
+        if match is None or (index == 0 and match.group(1)):
+            raise _syntax_error(value, piece, _piece_problem(piece, index, len(pieces)), registry)
+        prefix, name = match.group(2), match.group(3)
+        items.append(_Item(piece, name, _PREFIX_LEVELS.get(prefix, logging.INFO)))
+    return items
+
+
+def _strip_windows_quotes(value: str) -> str:
+    if sys.platform != "win32" or len(value) < 2:
+        return value
+    if value[0] == value[-1] and value[0] in "\"'":
+        return value[1:-1]
+    return value
+
+
+class _ParseState:
+    """Mirrors the LogState torch builds, plus the aliases torch registers on the way."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        # torch registers modules without a registered ancestor as new aliases
+        # mid-parse; a later repeat of that name then resolves as an alias.
+        self.new_aliases: dict[str, tuple[str, ...]] = {}
+        self.qnames = _all_qnames(registry.aliases)
+        self.levels: dict[str, int] = {}
+        self.artifacts: set[str] = set()
+        self.components: dict[str, int] = {}
+        self.modules: dict[str, int] = {}
+
+    def apply(self, item: _Item, value: str) -> None:
+        name = "torch" if item.name == "all" else item.name
+        if name in self.new_aliases:
+            self._enable(self.new_aliases[name], item.level)
+            self.modules[name] = item.level
+        elif name in self.registry.aliases:
+            self._enable(self.registry.aliases[name], item.level)
+            self.components[name] = item.level
+        elif name in self.registry.artifacts:
+            self.artifacts.add(name)
+        else:
+            found = _module_and_submodules(item, value, self.registry)
+            self._register(found)
+            self._enable(found, item.level)
+            self.modules[name] = item.level
+
+    def settings(self) -> TorchLogsSettings:
+        return TorchLogsSettings(
+            logger_levels=dict(self.levels),
+            artifacts=frozenset(self.artifacts),
+            components=dict(self.components),
+            modules=dict(self.modules),
+        )
+
+    def _enable(self, qnames: Iterable[str], level: int) -> None:
+        for qname in qnames:
+            self.levels[qname] = level
+
+    def _register(self, module_names: Iterable[str]) -> None:
+        for module_name in module_names:
+            if not _has_registered_ancestor(module_name, self.qnames):
+                self.new_aliases[module_name] = (module_name,)
+                self.qnames = _all_qnames({**self.registry.aliases, **self.new_aliases})
+
+
+def _all_qnames(aliases: dict[str, tuple[str, ...]]) -> set[str]:
+    return {qname for qnames in aliases.values() for qname in _as_tuple(qnames)}
+
+
+def _has_registered_ancestor(qname: str, registered: set[str]) -> bool:
+    parts = qname.split(".")
+    return any(".".join(parts[:end]) in registered for end in range(len(parts), 0, -1))
+
+
+# ------------------------------------------------------ module discovery
+
+
+def _module_and_submodules(item: _Item, value: str, registry: Registry) -> list[str]:
+    try:
+        spec = importlib.util.find_spec(item.name)
+        if spec is None:
+            raise _unknown_name_error(value, item, registry)
+        return [item.name, *_submodules(item.name, spec)]
+    except TorchLogsError:
+        raise
+    except Exception as exc:
+        raise _unknown_name_error(value, item, registry, cause=exc) from exc
+
+
+def _submodules(name: str, spec: ModuleSpec) -> list[str]:
+    if spec.submodule_search_locations is None:
+        return []
+    if name in sys.modules:
+        path = getattr(sys.modules[name], "__path__", None)
+        if path is None:
+            return []
+    else:
+        path = spec.submodule_search_locations
+    return list(_walk(list(path), name + "."))
+
+
+def _walk(path: Sequence[str], prefix: str) -> Iterator[str]:
+    """Like pkgutil.walk_packages, but reads subpackage paths without importing them."""
+    seen: set[str] = set()
+    for info in pkgutil.iter_modules(path, prefix):
+        yield info.name
+        if not info.ispkg:
+            continue
+        fresh = []
+        for entry in _subpackage_path(info):
+            if entry not in seen:
+                seen.add(entry)
+                fresh.append(entry)
+        yield from _walk(fresh, info.name + ".")
+
+
+def _subpackage_path(info: pkgutil.ModuleInfo) -> list[str]:
+    if info.name in sys.modules:
+        module = sys.modules[info.name]
+        return list(getattr(module, "__path__", None) or [])
+    find_spec = getattr(info.module_finder, "find_spec", None)
+    spec = find_spec(info.name) if find_spec is not None else None
+    if spec is None or spec.submodule_search_locations is None:
+        return []
+    return list(spec.submodule_search_locations)
+
+
+# ------------------------------------------------------ syntax diagnosis
+
+
+def _piece_problem(piece: str, index: int, count: int) -> str:
+    lead = re.match(r"\s*", piece).end()
+    body = piece[lead:]
+    prefix_len = re.match(r"[+-]*", body).end()
+    name = body[prefix_len:]
+    if not body:
+        return _empty_item_problem(index, count)
+    if lead and index == 0:
+        return "leading whitespace is not allowed (whitespace may only follow a comma)"
+    if _WHITESPACE.match(body[-1]):
+        if index < count - 1:
+            return "space before a comma is not allowed"
+        return "trailing whitespace is not allowed"
+    if _WHITESPACE.search(body):
+        return "whitespace inside an item is not allowed; separate items with commas"
+    if prefix_len > 1:
+        return "only one '+' or '-' prefix is allowed"
+    if not name:
+        return f"prefix {body!r} is not followed by a name"
+    bad = next(char for char in name if not _NAME_CHAR.fullmatch(char))
+    if bad in "+-":
+        return f"{bad!r} is only allowed as a prefix at the start of an item"
+    return f"character {bad!r} is not allowed"
+
+
+def _empty_item_problem(index: int, count: int) -> str:
+    if count == 1:
+        return "the value is only whitespace"
+    if index == 0:
+        return "empty item before the first comma"
+    if index == count - 1:
+        return "empty item after the last comma"
+    return "empty item between commas"
+
+
+# ------------------------------------------------------------------ errors
+
+
+def _syntax_error(value: str, piece: str, problem: str, registry: Registry) -> TorchLogsError:
+    hint = _suggestion(_repaired_value(value), _name_guess(piece), registry)
+    return _error(value, piece, f"item {piece!r} is invalid: {problem}", hint, registry)
+
+
+def _unknown_name_error(
+    value: str, item: _Item, registry: Registry, cause: Exception | None = None
+) -> TorchLogsError:
+    if cause is None:
+        reason = "is not a registered component, artifact or importable module"
+    else:
+        detail = " ".join(str(cause).split())
+        reason = f"is not an importable module ({type(cause).__name__}: {detail})"
+    hint = _suggestion(None, item.name, registry)
+    return _error(value, item.raw.strip(), f"item {item.name!r} {reason}", hint, registry)
+
+
+def _empty_error(value: str, registry: Registry) -> TorchLogsError:
+    reason = (
+        "the value is empty; torch accepts it but then fails inside `import torch`, "
+        "so unset TORCH_LOGS instead"
+    )
+    return _error(value, None, reason, "", registry)
+
+
+def _help_error(value: str, registry: Registry) -> TorchLogsError:
+    message = (
+        f"TORCH_LOGS={value!r}: help requested, nothing enabled. Items are comma-separated; "
+        "prefix '+' sets DEBUG and '-' sets ERROR (default INFO); a dotted module name "
+        "such as torch._dynamo sets that module and its submodules. "
+        f"Components: {', '.join(_component_names(registry))}. "
+        f"Artifacts: {', '.join(sorted(registry.artifacts))}."
+    )
+    return TorchLogsError(message, value, None)
+
+
+def _error(
+    value: str, item: str | None, reason: str, hint: str, registry: Registry
+) -> TorchLogsError:
+    # repr() escapes every newline-like character, so the message stays one line.
+    lead = f"TORCH_LOGS={value!r}: {reason}" + (f"; {hint}" if hint else ".")
+    components = ", ".join(_component_names(registry))
+    doctor = _DOCTOR_HINT.format(count=len(registry.artifacts))
+    message = f"{lead} Valid components: {components}; {doctor}."
+    return TorchLogsError(message, value, item)
+
+
+def _component_names(registry: Registry) -> list[str]:
+    return ["all", *sorted(registry.aliases)]
+
+
+def _suggestion(repaired: str | None, name: str | None, registry: Registry) -> str:
+    if repaired is not None:
+        return f"did you mean {repaired!r}?"
+    if not name:
+        return ""
+    candidates = [*_component_names(registry), *sorted(registry.artifacts)]
+    matches = difflib.get_close_matches(name, candidates, n=3, cutoff=0.6)
+    if not matches:
+        return ""
+    quoted = [repr(match) for match in matches]
+    listed = quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
+    case_only = name not in candidates and name.lower() in candidates
+    return f"did you mean {listed}?" + (" Names are case-sensitive." if case_only else "")
+
+
+def _repaired_value(value: str) -> str | None:
+    """The value with whitespace turned into commas and empty items dropped, if that fixes it."""
+    tokens = [token for piece in value.split(",") for token in piece.split()]
+    repaired = ",".join(tokens)
+    if repaired and repaired != value and all(map(_PIECE.fullmatch, tokens)):
+        return repaired
+    return None
+
+
+def _name_guess(piece: str) -> str | None:
+    runs = _NAME_RUN.findall(piece)
+    return max(runs, key=len) if runs else None
