@@ -124,7 +124,7 @@ class RotelCollector:
         if self.running():
             raise RuntimeError("collector already running")
         reuse_ports = bool(self.grpc_port)
-        for attempt in range(1 if reuse_ports else 3):
+        for _ in range(1 if reuse_ports else 3):
             if not reuse_ports:
                 self.grpc_port, self.http_port = free_port(), free_port()
                 while self.http_port == self.grpc_port:

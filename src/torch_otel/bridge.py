@@ -121,6 +121,16 @@ class LogBridge:
             if not self._settings.torch_stderr:
                 self._remove_torch_stderr(internal, logger)
             logger.addHandler(handler)
+        if self._settings.structured:
+            self._attach_structured_trace(internal.trace_log)
+
+    def _attach_structured_trace(self, trace_log: logging.Logger) -> None:
+        handler = self._handlers.get(trace_log.name)
+        if handler is None:
+            component = Component(catalog.STRUCTURED_TRACE_SCOPE, catalog.STRUCTURED_TRACE_COMPONENT)
+            handler = self._handlers[trace_log.name] = TorchLogHandler(component, self._queue, self._current_trace_id)
+        if handler not in trace_log.handlers:
+            trace_log.addHandler(handler)
 
     def _remove_torch_stderr(self, internal: Any, logger: logging.Logger) -> None:
         for handler in list(logger.handlers):

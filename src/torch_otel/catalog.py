@@ -70,3 +70,21 @@ def otel_severity_number(levelno: int) -> int:
         if levelno >= level:
             return min(base + (levelno - level) * 4 // 10, base + 3)
     return 1
+
+# Spans and span events.
+SPAN_COMPILE = "torch.compile"
+SPAN_BACKWARD_COMPILE = "torch.compile.backward"
+ATTR_PHASE = "pytorch.compile.phase"
+ATTR_RECOMPILE_REASON = "pytorch.compile.recompile_reason"
+ATTR_RECOMPILE_REASONS = "pytorch.compile.recompile_reasons"
+ATTR_RESTART_REASONS = "pytorch.compile.restart_reasons"
+ATTR_GRAPH_BREAK_REASON = "pytorch.graph_break.reason"
+ATTR_LIMIT_TYPE = "pytorch.compile.limit_type"
+ATTR_LIMIT = "pytorch.compile.limit"
+EVENT_RECOMPILE_LIMIT = "pytorch.recompile_limit"
+
+# Structured trace (TORCH_TRACE) records, when TORCH_OTEL_STRUCTURED=on.
+STRUCTURED_TRACE_COMPONENT = "trace"
+STRUCTURED_TRACE_SCOPE = "torch"
+STRUCTURED_TRACE_EVENT_PREFIX = "pytorch.trace."
+ATTR_TRACE_METADATA = "pytorch.trace.metadata"

@@ -18,10 +18,20 @@ TORCH_OTEL_QUEUE_SIZE = "TORCH_OTEL_QUEUE_SIZE"
 TORCH_OTEL_SHUTDOWN_TIMEOUT = "TORCH_OTEL_SHUTDOWN_TIMEOUT"
 """Seconds the bridge may spend flushing at exit or on SIGTERM. Default 5."""
 
+TORCH_OTEL_SPANS = "TORCH_OTEL_SPANS"
+"""``on`` (default): every frame compile becomes a ``torch.compile`` span with torch's phases as children,
+plus recompile and graph-break events. ``off`` exports log records only."""
+
+TORCH_OTEL_STRUCTURED = "TORCH_OTEL_STRUCTURED"
+"""``on`` forwards torch's structured trace (the TORCH_TRACE stream: graphs, guards, output code, compilation
+metrics) as log records named ``pytorch.trace.<kind>``. Off by default: torch then computes every payload."""
+
 ALL = (
     TORCH_OTEL_TORCH_STDERR,
     TORCH_OTEL_MAX_BODY_BYTES,
     TORCH_OTEL_MAX_BATCH_BYTES,
     TORCH_OTEL_QUEUE_SIZE,
     TORCH_OTEL_SHUTDOWN_TIMEOUT,
+    TORCH_OTEL_SPANS,
+    TORCH_OTEL_STRUCTURED,
 )

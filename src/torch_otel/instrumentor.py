@@ -6,9 +6,11 @@ from __future__ import annotations
 import atexit
 from typing import Any, Collection
 
-from opentelemetry import _logs
+from opentelemetry import _logs, trace
 
 from torch_otel.bridge import LogBridge
+from torch_otel.spans import CompileSpans
+from torch_otel.torch_hooks import TorchHooks
 from torch_otel.sdk_setup import sdk_disabled
 from torch_otel.settings import Settings
 from torch_otel.torch_import import import_torch_checked
@@ -53,6 +55,7 @@ class TorchInstrumentor(BaseInstrumentor):
     """Bridges torch's logging (as configured by TORCH_LOGS) to OpenTelemetry."""
 
     bridge: LogBridge | None = None
+    hooks: TorchHooks | None = None
 
     def instrumentation_dependencies(self) -> Collection[str]:
         return INSTRUMENTS
@@ -67,8 +70,22 @@ class TorchInstrumentor(BaseInstrumentor):
         bridge.start()
         atexit.register(bridge.flush)
         TorchInstrumentor.bridge = bridge
+        if settings.spans:
+            import torch
+
+            tracer_provider = kwargs.get("tracer_provider") or trace.get_tracer_provider()
+            version = str(torch.__version__)
+            spans = CompileSpans(
+                tracer_provider.get_tracer("torch._dynamo", version),
+                logger_provider.get_logger("torch._dynamo", version),
+            )
+            TorchInstrumentor.hooks = TorchHooks([spans])
+            TorchInstrumentor.hooks.install()
 
     def _uninstrument(self, **kwargs: Any) -> None:
+        hooks, TorchInstrumentor.hooks = TorchInstrumentor.hooks, None
+        if hooks is not None:
+            hooks.uninstall()
         bridge, TorchInstrumentor.bridge = TorchInstrumentor.bridge, None
         if bridge is not None:
             atexit.unregister(bridge.flush)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, Callable
 
 from opentelemetry._logs import LoggerProvider, SeverityNumber
@@ -18,6 +19,23 @@ def cap_body(message: str, max_bytes: int) -> tuple[str, int | None]:
     if len(encoded) <= max_bytes:
         return message, None
     return encoded[:max_bytes].decode("utf-8", "ignore"), len(encoded)
+
+
+_TRACE_CONTEXT_KEYS = {
+    "rank", "compiled_autograd_id", "frame_id", "frame_compile_id", "attempt", "stack", "has_payload", "subgraph_name",
+}
+
+
+def structured_trace_fields(record: Any) -> tuple[str, str, str]:
+    """Event name, body and metadata JSON of a TORCH_TRACE record (``metadata`` and ``payload`` extras)."""
+    metadata = getattr(record, "metadata", None) or {}
+    kind = next((key for key in metadata if key not in _TRACE_CONTEXT_KEYS), "unknown")
+    details = metadata.get(kind)
+    if kind == "artifact" and isinstance(details, dict) and details.get("name"):
+        kind = str(details["name"])
+    payload = getattr(record, "payload", None)
+    encoded = json.dumps(details, default=repr)
+    return catalog.STRUCTURED_TRACE_EVENT_PREFIX + kind, encoded if payload is None else str(payload), encoded
 
 
 class LogRecordConverter:
@@ -50,11 +68,14 @@ class LogRecordConverter:
         if item.trace_id is not None:
             attributes[catalog.ATTR_COMPILE_ID] = str(item.trace_id)
         event_name = None
-        artifact = self._artifact(record.name)
-        if artifact is not None:
+        message = item.message
+        if item.component.alias == catalog.STRUCTURED_TRACE_COMPONENT:
+            event_name, message, metadata = structured_trace_fields(record)
+            attributes[catalog.ATTR_TRACE_METADATA] = cap_body(metadata, self._max_body_bytes)[0]
+        elif (artifact := self._artifact(record.name)) is not None:
             attributes[catalog.ATTR_ARTIFACT] = artifact
             event_name = catalog.artifact_event_name(artifact)
-        body, original_size = cap_body(item.message, self._max_body_bytes)
+        body, original_size = cap_body(message, self._max_body_bytes)
         if original_size is not None:
             self.truncated += 1
             attributes[catalog.ATTR_TRUNCATED] = True

@@ -68,6 +68,8 @@ class Settings:
     max_batch_bytes: int = 3 * 1024 * 1024
     queue_size: int = 20_000
     shutdown_timeout: float = 5.0
+    spans: bool = True
+    structured: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -87,4 +89,6 @@ class Settings:
             ),
             queue_size=read(env.TORCH_OTEL_QUEUE_SIZE, parse_count, defaults.queue_size),
             shutdown_timeout=read(env.TORCH_OTEL_SHUTDOWN_TIMEOUT, parse_seconds, defaults.shutdown_timeout),
+            spans=read(env.TORCH_OTEL_SPANS, parse_bool, defaults.spans),
+            structured=read(env.TORCH_OTEL_STRUCTURED, parse_bool, defaults.structured),
         )

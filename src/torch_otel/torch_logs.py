@@ -158,7 +158,8 @@ def _split_items(value: str, registry: Registry) -> list[_Item]:
     for index, piece in enumerate(pieces):
         match = _PIECE.fullmatch(piece)
         if match is None or (index == 0 and match.group(1)):
-            raise _syntax_error(value, piece, _piece_problem(piece, index, len(pieces)), registry)
+            problem = _piece_problem(piece, index, len(pieces))
+            raise _syntax_error(value, settings, piece, problem, registry)
         prefix, name = match.group(2), match.group(3)
         items.append(_Item(piece, name, _PREFIX_LEVELS.get(prefix, logging.INFO)))
     return items
@@ -192,7 +193,7 @@ class _ParseState:
             self._enable(self.new_aliases[name], item.level)
             self.modules[name] = item.level
         elif name in self.registry.aliases:
-            self._enable(self.registry.aliases[name], item.level)
+            self._enable(_as_tuple(self.registry.aliases[name]), item.level)
             self.components[name] = item.level
         elif name in self.registry.artifacts:
             self.artifacts.add(name)
@@ -324,8 +325,10 @@ def _empty_item_problem(index: int, count: int) -> str:
 # ------------------------------------------------------------------ errors
 
 
-def _syntax_error(value: str, piece: str, problem: str, registry: Registry) -> TorchLogsError:
-    hint = _suggestion(_repaired_value(value), _name_guess(piece), registry)
+def _syntax_error(
+    value: str, settings: str, piece: str, problem: str, registry: Registry
+) -> TorchLogsError:
+    hint = _suggestion(_repaired_value(settings), _name_guess(piece), registry)
     return _error(value, piece, f"item {piece!r} is invalid: {problem}", hint, registry)
 
 

@@ -1,0 +1,186 @@
+"""Compile spans: one ``torch.compile`` span per frame compile, torch's phases as children, recompile and
+graph-break events on them (and on the application span that paid), each mirrored as an OTel event record."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from types import CodeType
+from typing import Any, Sequence
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry._logs import SeverityNumber
+from opentelemetry.trace import Link, Span, Status, StatusCode
+
+from torch_otel import catalog
+
+PHASE_NAMES = {"dynamo": catalog.SPAN_COMPILE, "entire_backward_compile": catalog.SPAN_BACKWARD_COMPILE}
+_FORWARD_SPANS_KEPT = 4096
+
+# CompilationMetrics fields copied onto the compile span as pytorch.compile.<field>.
+METRIC_FIELDS = (
+    "guard_count", "shape_env_guard_count", "graph_op_count", "graph_node_count", "graph_input_count",
+    "cache_size", "accumulated_cache_size", "duration_us", "dynamo_cumulative_compile_time_us",
+    "aot_autograd_cumulative_compile_time_us", "inductor_cumulative_compile_time_us",
+    "backward_cumulative_compile_time_us", "inductor_fx_local_cache_hit_count", "inductor_fx_local_cache_miss_count",
+    "inductor_fx_remote_cache_hit_count", "inductor_fx_remote_cache_miss_count", "aotautograd_local_cache_hit_count",
+    "aotautograd_local_cache_miss_count", "aotautograd_remote_cache_hit_count", "aotautograd_remote_cache_miss_count",
+    "is_forward", "fail_type",
+)
+
+
+@dataclass
+class _OpenPhase:
+    phase: str
+    span: Span
+    token: object
+    compile_id: str | None
+    app_span: Span | None = None
+    code: CodeType | None = field(default=None)
+
+
+def _code_attributes(code: CodeType | None) -> dict[str, Any]:
+    if code is None:
+        return {}
+    return {
+        catalog.ATTR_CODE_FUNCTION: code.co_name,
+        catalog.ATTR_CODE_FILE: code.co_filename,
+        catalog.ATTR_CODE_LINE: code.co_firstlineno,
+    }
+
+
+class CompileSpans:
+    """A CompileListener that turns torch's begin/end phase events into nested spans, per thread."""
+
+    def __init__(self, tracer: trace.Tracer, event_logger: Any) -> None:
+        self._tracer = tracer
+        self._event_logger = event_logger
+        self._local = threading.local()
+        self._forward_spans: OrderedDict[str, trace.SpanContext] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _stack(self) -> list[_OpenPhase]:
+        stack = getattr(self._local, "stack", None)
+        if stack is None:
+            stack = self._local.stack = []
+        return stack
+
+    # -- phases ----------------------------------------------------------------------------------------
+    def phase_started(self, phase: str, time_ns: int, compile_id: str | None) -> None:
+        stack = self._stack()
+        attributes: dict[str, Any] = {catalog.ATTR_PHASE: phase}
+        if compile_id is not None:
+            attributes[catalog.ATTR_COMPILE_ID] = compile_id
+        links: list[Link] = []
+        app_span = None
+        if not stack:
+            app_span = trace.get_current_span()
+            if phase == "entire_backward_compile" and compile_id in self._forward_spans:
+                links.append(Link(self._forward_spans[compile_id], {"pytorch.link": "forward compile"}))
+        span = self._tracer.start_span(PHASE_NAMES.get(phase, phase) if not stack else phase,
+                                       start_time=time_ns, attributes=attributes, links=links)
+        if not stack and phase == "dynamo" and compile_id is not None:
+            self._remember_forward(compile_id, span.get_span_context())
+        token = otel_context.attach(trace.set_span_in_context(span))
+        stack.append(_OpenPhase(phase, span, token, compile_id, app_span))
+
+    def phase_ended(self, phase: str, time_ns: int, compile_id: str | None) -> None:
+        stack = self._stack()
+        index = next((i for i in range(len(stack) - 1, -1, -1) if stack[i].phase == phase), None)
+        if index is None:
+            return
+        while len(stack) > index:
+            open_phase = stack.pop()
+            open_phase.span.end(end_time=time_ns)
+            otel_context.detach(open_phase.token)
+
+    def _remember_forward(self, compile_id: str, span_context: trace.SpanContext) -> None:
+        with self._lock:
+            self._forward_spans[compile_id] = span_context
+            while len(self._forward_spans) > _FORWARD_SPANS_KEPT:
+                self._forward_spans.popitem(last=False)
+
+    def _compile_phase(self) -> _OpenPhase | None:
+        stack = self._stack()
+        return stack[0] if stack else None
+
+    # -- what torch reports about the compile ----------------------------------------------------------
+    def compilation_metrics(self, metrics: Any) -> None:
+        compile_phase = self._compile_phase()
+        if compile_phase is None:
+            return
+        span = compile_phase.span
+        attributes: dict[str, Any] = {}
+        for name in METRIC_FIELDS:
+            value = getattr(metrics, name, None)
+            if isinstance(value, (bool, int, float, str)):
+                attributes[f"pytorch.compile.{name}"] = value
+        if getattr(metrics, "co_name", None):
+            attributes[catalog.ATTR_CODE_FUNCTION] = metrics.co_name
+            attributes[catalog.ATTR_CODE_FILE] = str(metrics.co_filename)
+            attributes[catalog.ATTR_CODE_LINE] = int(metrics.co_firstlineno or 0)
+        if getattr(metrics, "recompile_reason", None):
+            attributes[catalog.ATTR_RECOMPILE_REASON] = str(metrics.recompile_reason)
+        restart_reasons = getattr(metrics, "restart_reasons", None)
+        if restart_reasons:
+            attributes[catalog.ATTR_RESTART_REASONS] = sorted(str(r) for r in restart_reasons)
+        span.set_attributes(attributes)
+        if getattr(metrics, "fail_type", None):
+            span.set_status(Status(StatusCode.ERROR, f"{metrics.fail_type}: {metrics.fail_reason or ''}".strip()))
+
+    def recompiled(self, reasons: Sequence[str], code: CodeType | None) -> None:
+        compile_phase = self._compile_phase()
+        attributes = {catalog.ATTR_RECOMPILE_REASONS: list(reasons) or ["unknown"], **_code_attributes(code)}
+        compile_id = self._compile_id(compile_phase)
+        if compile_id:
+            attributes[catalog.ATTR_COMPILE_ID] = compile_id
+        if compile_phase is not None:
+            compile_phase.code = code
+        self._event(compile_phase, catalog.EVENT_RECOMPILE, attributes, SeverityNumber.WARN,
+                    "Recompiling " + (code.co_name if code else "a frame") + ": " + "; ".join(reasons), on_app_span=True)
+
+    def graph_break(self, reason: str, filename: str | None, lineno: int | None) -> None:
+        compile_phase = self._compile_phase()
+        attributes: dict[str, Any] = {catalog.ATTR_GRAPH_BREAK_REASON: reason}
+        if filename:
+            attributes[catalog.ATTR_CODE_FILE] = filename
+        if lineno is not None:
+            attributes[catalog.ATTR_CODE_LINE] = int(lineno)
+        compile_id = self._compile_id(compile_phase)
+        if compile_id:
+            attributes[catalog.ATTR_COMPILE_ID] = compile_id
+        location = f" at {filename}:{lineno}" if filename else ""
+        self._event(compile_phase, catalog.EVENT_GRAPH_BREAK, attributes, SeverityNumber.INFO,
+                    f"Graph break{location}: {reason}", on_app_span=False)
+
+    def recompile_limit_hit(self, limit_type: str, limit: Any) -> None:
+        compile_phase = self._compile_phase()
+        attributes: dict[str, Any] = {catalog.ATTR_LIMIT_TYPE: limit_type, catalog.ATTR_LIMIT: str(limit)}
+        attributes.update(_code_attributes(compile_phase.code if compile_phase else None))
+        compile_id = self._compile_id(compile_phase)
+        if compile_id:
+            attributes[catalog.ATTR_COMPILE_ID] = compile_id
+        function = attributes.get(catalog.ATTR_CODE_FUNCTION, "a function")
+        self._event(compile_phase, catalog.EVENT_RECOMPILE_LIMIT, attributes, SeverityNumber.ERROR,
+                    f"torch._dynamo hit config.{limit_type} ({limit}) for {function}; it now runs without compiling",
+                    on_app_span=True)
+
+    @staticmethod
+    def _compile_id(compile_phase: _OpenPhase | None) -> str | None:
+        return compile_phase.compile_id if compile_phase is not None else None
+
+    def _event(self, compile_phase: _OpenPhase | None, name: str, attributes: dict[str, Any],
+               severity: SeverityNumber, body: str, on_app_span: bool) -> None:
+        if compile_phase is not None:
+            compile_phase.span.add_event(name, attributes)
+            app_span = compile_phase.app_span
+            if on_app_span and app_span is not None and app_span.is_recording():
+                app_span.add_event(name, attributes)
+        else:
+            trace.get_current_span().add_event(name, attributes)
+        self._event_logger.emit(
+            severity_number=severity, severity_text=severity.name, body=body, event_name=name,
+            attributes={**attributes, catalog.ATTR_COMPONENT: "dynamo"},
+        )
