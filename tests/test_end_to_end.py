@@ -42,10 +42,35 @@ def test_torch_otel_run_exports_torch_logs_to_a_real_collector(collector, otlp_s
     printed = {pair for pair in run.stderr_artifacts() if pair[1] in COMPILE_ARTIFACTS}
     assert exported == printed and printed
 
-    # Trace context: compile-time records sit in the span of the request that triggered the compile.
-    assert recompile.trace_id == requests[2]["trace_id"] and recompile.span_id == requests[2]["span_id"]
+    # Trace context: compile-time records sit inside the request that triggered the compile (in its
+    # torch.compile span or one of the phase spans below it).
+    spans = otlp_sink.wait_for(complete_trees)
+    assert recompile.trace_id == requests[2]["trace_id"]
+    assert requests[2]["span_id"] in ancestors(spans, recompile.span_id)
     first_compile = [r for r in artifact_records if r.attributes["pytorch.compile.id"].startswith("0/0")]
-    assert first_compile and all(r.trace_id == requests[0]["trace_id"] for r in first_compile)
+    assert first_compile
+    for record in first_compile:
+        assert record.trace_id == requests[0]["trace_id"]
+        names = {s.span_id: s.name for s in spans}
+        chain = [names.get(i) for i in ancestors(spans, record.span_id)]
+        assert requests[0]["span_id"] in ancestors(spans, record.span_id), (chain, record.body[:200], record.attributes)
+
+
+def complete_trees(sink):
+    """All spans, once three request spans arrived and every parent referenced has arrived too."""
+    spans = sink.spans()
+    ids = {s.span_id for s in spans}
+    requests = [s for s in spans if s.name == "request"]
+    return spans if len(requests) == 3 and all(not s.parent_span_id or s.parent_span_id in ids for s in spans) else None
+
+
+def ancestors(spans, span_id: str) -> list[str]:
+    """span_id and the ids of every span above it."""
+    parents = {s.span_id: s.parent_span_id for s in spans}
+    chain = [span_id]
+    while parents.get(chain[-1]):
+        chain.append(parents[chain[-1]])
+    return chain
 
 
 @pytest.mark.parametrize("launcher", ["opentelemetry-instrument", "instrument()"])
@@ -57,4 +82,4 @@ def test_other_entry_points_produce_the_same_records(make_collector, otlp_sink, 
     assert fingerprint(records) == expected
     requests = run.requests()
     recompiles = [r for r in records if r.event_name == "pytorch.artifact.recompiles"]
-    assert len(recompiles) == 2 and all(r.span_id == requests[2]["span_id"] for r in recompiles)
+    assert len(recompiles) == 2 and all(r.trace_id == requests[2]["trace_id"] for r in recompiles)

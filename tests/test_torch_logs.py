@@ -1,4 +1,4 @@
-"""torch_otel.torch_logs agrees with torch 2.13's own TORCH_LOGS parser, without touching torch's state."""
+"""torch_otel.torch_logs agrees with torch 2.13's TORCH_LOGS parser and leaves torch alone."""
 
 from __future__ import annotations
 
@@ -269,7 +269,7 @@ def _under_unimportable_subpackage(name: str, walked: dict[str, int]) -> bool:
 
 
 def test_user_package_named_twice_keeps_torch_alias_semantics() -> None:
-    """torch registers a new user package as an alias, so a repeat only re-levels the package logger."""
+    """torch registers a new user package as an alias; a repeat re-levels only the package."""
     value = f"+{USER_PKG},{USER_PKG}"
     parsed = parse_torch_logs(value)
     assert parsed.logger_levels == {**dict.fromkeys(USER_PKG_MODULES, DEBUG), USER_PKG: INFO}
@@ -367,7 +367,7 @@ _PUNCTUATION = st.sampled_from(["", "", "", " ", ",", "=", "!", "/", "+", "-", "
 
 @st.composite
 def torch_logs_values(draw: st.DrawFn, noisy: bool) -> str:
-    """Comma lists of real and junk names; noisy ones add stray prefixes, separators and punctuation."""
+    """Comma lists of real and junk names; noisy ones add stray prefixes and punctuation."""
     names = st.one_of(_NAMES, _NAMES, _JUNK_NAMES) if noisy else _NAMES
     prefixes = _BAD_PREFIXES if noisy else _GOOD_PREFIXES
     separators = _BAD_SEPARATORS if noisy else _GOOD_SEPARATORS
@@ -419,8 +419,10 @@ def test_windows_outer_quotes_are_stripped_like_torch(monkeypatch: pytest.Monkey
 def test_snapshot_matches_live_registry() -> None:
     live = live_registry()
     assert live is not None
-    assert SNAPSHOT.aliases == {k: tuple(v) for k, v in internal.log_registry.log_alias_to_log_qnames.items()}
-    assert (len(SNAPSHOT.aliases), len(SNAPSHOT.artifacts), len(SNAPSHOT.off_by_default)) == (18, 51, 30)
+    torch_aliases = internal.log_registry.log_alias_to_log_qnames
+    assert SNAPSHOT.aliases == {alias: tuple(names) for alias, names in torch_aliases.items()}
+    counts = (len(SNAPSHOT.aliases), len(SNAPSHOT.artifacts), len(SNAPSHOT.off_by_default))
+    assert counts == (18, 51, 30)
     assert SNAPSHOT.aliases == live.aliases
     assert SNAPSHOT.artifacts == live.artifacts
     assert SNAPSHOT.off_by_default == live.off_by_default
@@ -467,7 +469,8 @@ def test_unpopulated_torch_registry_is_not_used(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_tuple_and_string_alias_values_are_accepted() -> None:
-    registry = dataclasses.replace(SNAPSHOT, aliases={**SNAPSHOT.aliases, "mine": "torch.fx"})  # type: ignore[dict-item]
+    aliases: dict[str, Any] = {**SNAPSHOT.aliases, "mine": "torch.fx"}
+    registry = dataclasses.replace(SNAPSHOT, aliases=aliases)
     assert parse_torch_logs("+mine,cache", registry).logger_levels == {
         "torch.fx": DEBUG,
         "torch._inductor.remote_cache": INFO,
@@ -548,7 +551,12 @@ def test_given_registry_is_not_mutated() -> None:
 def test_settings_split_components_modules_and_artifacts() -> None:
     parsed = parse_torch_logs(f"+all, -dynamo,guards,+guards,{USER_MOD},-torch._dynamo.utils")
     assert parsed == TorchLogsSettings(
-        logger_levels={"torch": DEBUG, **qnames("dynamo", ERROR), USER_MOD: INFO, "torch._dynamo.utils": ERROR},
+        logger_levels={
+            "torch": DEBUG,
+            **qnames("dynamo", ERROR),
+            USER_MOD: INFO,
+            "torch._dynamo.utils": ERROR,
+        },
         artifacts=frozenset({"guards"}),
         components={"torch": DEBUG, "dynamo": ERROR},
         modules={USER_MOD: INFO, "torch._dynamo.utils": ERROR},

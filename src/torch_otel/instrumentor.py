@@ -9,7 +9,7 @@ from typing import Any, Collection
 from opentelemetry import _logs, trace
 
 from torch_otel.bridge import LogBridge
-from torch_otel.spans import CompileSpans
+from torch_otel.spans import CompileSpans, compile_tracer
 from torch_otel.torch_hooks import TorchHooks
 from torch_otel.sdk_setup import sdk_disabled
 from torch_otel.settings import Settings
@@ -76,7 +76,7 @@ class TorchInstrumentor(BaseInstrumentor):
             tracer_provider = kwargs.get("tracer_provider") or trace.get_tracer_provider()
             version = str(torch.__version__)
             spans = CompileSpans(
-                tracer_provider.get_tracer("torch._dynamo", version),
+                compile_tracer(tracer_provider, version),
                 logger_provider.get_logger("torch._dynamo", version),
             )
             TorchInstrumentor.hooks = TorchHooks([spans])

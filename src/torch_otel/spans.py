@@ -3,6 +3,8 @@ graph-break events on them (and on the application span that paid), each mirrore
 
 from __future__ import annotations
 
+import os
+import random
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -12,9 +14,40 @@ from typing import Any, Sequence
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry._logs import SeverityNumber
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.trace import Link, Span, Status, StatusCode
 
 from torch_otel import catalog
+
+class PrivateRandomIdGenerator(RandomIdGenerator):
+    """Span and trace ids from a private RNG. Dynamo saves and restores the global ``random`` state around every
+    frame compile, so ids drawn from it during a compile are drawn again afterwards: duplicate span ids."""
+
+    def __init__(self) -> None:
+        self._random = random.Random()
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._random.seed)
+
+    def generate_span_id(self) -> int:
+        span_id = self._random.getrandbits(64)
+        while span_id == trace.INVALID_SPAN_ID:
+            span_id = self._random.getrandbits(64)
+        return span_id
+
+    def generate_trace_id(self) -> int:
+        trace_id = self._random.getrandbits(128)
+        while trace_id == trace.INVALID_TRACE_ID:
+            trace_id = self._random.getrandbits(128)
+        return trace_id
+
+
+def compile_tracer(tracer_provider: trace.TracerProvider, version: str) -> trace.Tracer:
+    """The tracer compile spans are made with, drawing ids from a private RNG when it is an SDK tracer."""
+    tracer = tracer_provider.get_tracer("torch._dynamo", version)
+    if isinstance(getattr(tracer, "id_generator", None), RandomIdGenerator):
+        tracer.id_generator = PrivateRandomIdGenerator()  # type: ignore[attr-defined]
+    return tracer
+
 
 PHASE_NAMES = {"dynamo": catalog.SPAN_COMPILE, "entire_backward_compile": catalog.SPAN_BACKWARD_COMPILE}
 _FORWARD_SPANS_KEPT = 4096

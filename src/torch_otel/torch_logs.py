@@ -28,6 +28,8 @@ __all__ = [
 
 _PREFIX_LEVELS = {"+": logging.DEBUG, "-": logging.ERROR}
 _PIECE = re.compile(r"(\s*)([+-]?)([\w.]+)")
+_LEADING_SPACE = re.compile(r"\s*")
+_PREFIX_RUN = re.compile(r"[+-]*")
 _WHITESPACE = re.compile(r"\s")
 _NAME_CHAR = re.compile(r"[\w.]")
 _NAME_RUN = re.compile(r"[\w.]+")
@@ -46,6 +48,8 @@ class TorchLogsError(ValueError):
 
 @dataclass(frozen=True)
 class TorchLogsSettings:
+    """What a TORCH_LOGS value enables; levels are ``logging`` ints."""
+
     logger_levels: dict[str, int]
     artifacts: frozenset[str]
     components: dict[str, int]
@@ -54,6 +58,8 @@ class TorchLogsSettings:
 
 @dataclass(frozen=True)
 class Registry:
+    """The parts of torch's ``LogRegistry`` that parsing needs."""
+
     aliases: dict[str, tuple[str, ...]]
     artifacts: frozenset[str]
     off_by_default: frozenset[str]
@@ -72,6 +78,7 @@ class _Item:
 
 
 def live_registry() -> Registry | None:
+    """torch's own registry (importing torch if needed), or None if torch is unavailable."""
     internal = _torch_logging_internal()
     if internal is None:
         return None
@@ -79,6 +86,7 @@ def live_registry() -> Registry | None:
 
 
 def snapshot_registry() -> Registry:
+    """The registry of torch 2.13, frozen in ``_registry_snapshot``."""
     snap = _registry_snapshot
     return Registry(
         aliases=dict(snap.ALIASES),
@@ -90,6 +98,7 @@ def snapshot_registry() -> Registry:
 
 
 def current_registry() -> Registry:
+    """The live registry if torch is available, else the snapshot."""
     return live_registry() or snapshot_registry()
 
 
@@ -139,6 +148,7 @@ def _as_tuple(qnames: str | Iterable[str]) -> tuple[str, ...]:
 
 
 def parse_torch_logs(value: str, registry: Registry | None = None) -> TorchLogsSettings:
+    """Parse value as torch's ``_parse_log_settings`` does; TorchLogsError where torch fails."""
     registry = registry if registry is not None else current_registry()
     items = _split_items(value, registry)
     state = _ParseState(registry)
@@ -237,13 +247,13 @@ def _has_registered_ancestor(qname: str, registered: set[str]) -> bool:
 def _module_and_submodules(item: _Item, value: str, registry: Registry) -> list[str]:
     try:
         spec = importlib.util.find_spec(item.name)
-        if spec is None:
-            raise _unknown_name_error(value, item, registry)
-        return [item.name, *_submodules(item.name, spec)]
-    except TorchLogsError:
-        raise
+        found = None if spec is None else [item.name, *_submodules(item.name, spec)]
     except Exception as exc:
+        # find_spec imports parent packages, so any error a user package raises can surface.
         raise _unknown_name_error(value, item, registry, cause=exc) from exc
+    if found is None:
+        raise _unknown_name_error(value, item, registry)
+    return found
 
 
 def _submodules(name: str, spec: ModuleSpec) -> list[str]:
@@ -288,9 +298,9 @@ def _subpackage_path(info: pkgutil.ModuleInfo) -> list[str]:
 
 
 def _piece_problem(piece: str, index: int, count: int) -> str:
-    lead = re.match(r"\s*", piece).end()
+    lead = _match_length(_LEADING_SPACE, piece)
     body = piece[lead:]
-    prefix_len = re.match(r"[+-]*", body).end()
+    prefix_len = _match_length(_PREFIX_RUN, body)
     name = body[prefix_len:]
     if not body:
         return _empty_item_problem(index, count)
@@ -306,10 +316,17 @@ def _piece_problem(piece: str, index: int, count: int) -> str:
         return "only one '+' or '-' prefix is allowed"
     if not name:
         return f"prefix {body!r} is not followed by a name"
-    bad = next(char for char in name if not _NAME_CHAR.fullmatch(char))
+    bad = next((char for char in name if not _NAME_CHAR.fullmatch(char)), None)
+    if bad is None:
+        return "it does not match the TORCH_LOGS grammar"
     if bad in "+-":
         return f"{bad!r} is only allowed as a prefix at the start of an item"
     return f"character {bad!r} is not allowed"
+
+
+def _match_length(pattern: re.Pattern[str], text: str) -> int:
+    match = pattern.match(text)
+    return match.end() if match else 0
 
 
 def _empty_item_problem(index: int, count: int) -> str:
@@ -341,7 +358,7 @@ def _unknown_name_error(
         detail = " ".join(str(cause).split())
         reason = f"is not an importable module ({type(cause).__name__}: {detail})"
     hint = _suggestion(None, item.name, registry)
-    return _error(value, item.raw.strip(), f"item {item.name!r} {reason}", hint, registry)
+    return _error(value, item.name, f"item {item.name!r} {reason}", hint, registry)
 
 
 def _empty_error(value: str, registry: Registry) -> TorchLogsError:

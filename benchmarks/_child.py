@@ -1,0 +1,423 @@
+"""Measurements that run in a fresh child process, started by ``benchmarks/run.py``.
+
+Usage: ``python benchmarks/_child.py MODE 'JSON-PARAMS'``; prints one JSON object (the result) as the last line of
+stdout. Modes:
+
+* ``records``  per-record cost of torch's artifact logger under one setup (a/b/c/d, see ``SETUPS``);
+* ``steady``   ns per call of a warm ``torch.compile``d function, torch-otel off vs on, interleaved;
+* ``compile``  compile time of a small model with ``aot_eager``, torch-otel (spans only) off vs on, interleaved.
+
+While measuring, fd 2 points at /dev/null, so torch's stderr handler (which holds ``sys.stderr``, i.e. fd 2) does
+real writes whose cost does not depend on a terminal. Tracebacks still reach the real stderr.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import json
+import logging
+import os
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Sequence
+
+SETUPS = {
+    "a": "no handler (floor)",
+    "b": "torch stderr handler only",
+    "c": "stderr + OTel SDK LoggingHandler",
+    "d": "stderr + torch-otel",
+}
+ARTIFACT_MODULE, ARTIFACT = "torch._dynamo.guards", "recompiles"
+
+
+# -- plumbing ---------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def stderr_to_devnull() -> Iterator[None]:
+    """Point fd 2 at /dev/null (restored afterwards, even on error)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def make_message(size: int) -> str:
+    """An ASCII recompile-style message of exactly ``size`` bytes: a header line, then guard-failure lines."""
+    lines = ["Recompiling function forward in /srv/app/model.py:42 triggered by the following guard failure(s):"]
+    index = 0
+    while sum(len(line) + 1 for line in lines) < size:
+        lines.append(f"    - {index // 8}/{index % 8}: tensor 'L['x']' size mismatch at index 0. expected 8, actual {index}")
+        index += 1
+    return "\n".join(lines)[:size]
+
+
+@dataclass
+class CountingExporter:
+    """Wraps a log exporter and counts what it accepted and what failed (to prove nothing was silently lost)."""
+
+    inner: Any
+    exported: int = 0
+    failed: int = 0
+
+    def export(self, batch: Sequence[Any]) -> Any:
+        from opentelemetry.sdk._logs.export import LogRecordExportResult
+
+        try:
+            result = self.inner.export(batch)
+        except Exception:  # noqa: BLE001
+            result = LogRecordExportResult.FAILURE
+        if result == LogRecordExportResult.SUCCESS:
+            self.exported += len(batch)
+        else:
+            self.failed += len(batch)
+        return result
+
+    def shutdown(self) -> None:
+        self.inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return bool(self.inner.force_flush(timeout_millis))
+
+
+def otlp_log_pipeline(endpoint: str, queue_size: int, byte_budget: int | None) -> tuple[Any, CountingExporter]:
+    """LoggerProvider -> BatchLogRecordProcessor -> [ByteBudgetLogExporter ->] OTLP/gRPC exporter."""
+    from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+    from opentelemetry.sdk.resources import Resource
+
+    exporter: Any = OTLPLogExporter(endpoint=endpoint, insecure=True)
+    if byte_budget is not None:
+        from torch_otel.log_batching import ByteBudgetLogExporter
+
+        exporter = ByteBudgetLogExporter(exporter, byte_budget)
+    counting = CountingExporter(exporter)
+    provider = LoggerProvider(resource=Resource.create({"service.name": "torch-otel-bench"}))
+    provider.add_log_record_processor(BatchLogRecordProcessor(counting, max_queue_size=queue_size))  # type: ignore[arg-type]
+    return provider, counting
+
+
+def otlp_tracer_provider(endpoint: str) -> Any:
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint, insecure=True)))
+    return provider
+
+
+def torch_otel_settings(queue_size: int) -> Any:
+    import torch_otel
+
+    return torch_otel.Settings(queue_size=queue_size, shutdown_timeout=120.0)
+
+
+def torch_loggers() -> list[logging.Logger]:
+    from torch._logging import _internal
+
+    return [logging.getLogger(qname) for qname in sorted(_internal.log_registry.get_log_qnames())]
+
+
+# -- records: one setup, every message size -------------------------------------------------------------
+@dataclass
+class Pipeline:
+    """What a setup attached, how to flush it, and how to read its loss counters."""
+
+    flush: Callable[[], Any] = lambda: None
+    counters: Callable[[], dict[str, int]] = lambda: {}
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
+def remove_torch_handlers() -> int:
+    from torch._logging import _internal
+
+    removed = 0
+    for logger in torch_loggers():
+        for handler in list(logger.handlers):
+            if _internal._is_torch_handler(handler):
+                logger.removeHandler(handler)
+                removed += 1
+    return removed
+
+
+def naive_pipeline(endpoint: str, queue_size: int) -> Pipeline:
+    from opentelemetry.sdk._logs import LoggingHandler
+
+    provider, counting = otlp_log_pipeline(endpoint, queue_size, byte_budget=None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        handler = LoggingHandler(logger_provider=provider)
+    for logger in torch_loggers():
+        logger.addHandler(handler)
+    return Pipeline(
+        flush=lambda: provider.force_flush(),
+        counters=lambda: {"exported": counting.exported, "failed": counting.failed},
+    )
+
+
+def torch_otel_pipeline(endpoint: str, queue_size: int) -> Pipeline:
+    import torch_otel
+    from opentelemetry.sdk.trace import TracerProvider
+    from torch_otel.instrumentor import TorchInstrumentor
+
+    settings = torch_otel_settings(queue_size)
+    provider, counting = otlp_log_pipeline(endpoint, queue_size, byte_budget=settings.max_batch_bytes)
+    torch_otel.instrument(logger_provider=provider, tracer_provider=TracerProvider(), settings=settings)
+    bridge = TorchInstrumentor.bridge
+    assert bridge is not None, "torch_otel.instrument() did not start the bridge"
+    return Pipeline(
+        flush=lambda: torch_otel.flush(120.0),
+        counters=lambda: {
+            "exported": counting.exported, "failed": counting.failed,
+            "dropped": bridge.dropped, "truncated": bridge.truncated, "errors": bridge.export_errors,
+        },
+        notes={"max_body_bytes": settings.max_body_bytes},
+    )
+
+
+def build_pipeline(setup: str, endpoint: str, queue_size: int) -> Pipeline:
+    if setup == "a":
+        return Pipeline(notes={"removed_torch_handlers": remove_torch_handlers()})
+    if setup == "b":
+        return Pipeline()
+    if setup == "c":
+        return naive_pipeline(endpoint, queue_size)
+    if setup == "d":
+        return torch_otel_pipeline(endpoint, queue_size)
+    raise ValueError(f"unknown setup {setup!r}")
+
+
+def emit_records(log: logging.Logger, message: str, count: int) -> None:
+    debug = log.debug
+    for _ in range(count):
+        debug("%s", message)
+
+
+def measure_records(log: logging.Logger, pipeline: Pipeline, message: str, count: int) -> dict[str, Any]:
+    """Emit ``count`` records, then flush. Per record: emitting-thread wall and CPU time during the loop, and
+    whole-process CPU time (every thread, so background conversion and export too) until the flush returned."""
+    gc.collect()
+    before = pipeline.counters()
+    cpu0, wall0, thread0 = time.process_time(), time.perf_counter(), time.thread_time()
+    emit_records(log, message, count)
+    wall1, thread1 = time.perf_counter(), time.thread_time()
+    pipeline.flush()
+    cpu1, wall2 = time.process_time(), time.perf_counter()
+    after = pipeline.counters()
+    return {
+        "emit_us": (wall1 - wall0) / count * 1e6,
+        "emit_cpu_us": (thread1 - thread0) / count * 1e6,
+        "cpu_us": (cpu1 - cpu0) / count * 1e6,
+        "flush_ms": (wall2 - wall1) * 1e3,
+        **{key: after[key] - before.get(key, 0) for key in after},
+    }
+
+
+def run_records(params: dict[str, Any]) -> dict[str, Any]:
+    import torch  # noqa: F401
+    import torch._dynamo  # noqa: F401
+    import torch._logging
+
+    setup, sizes = params["setup"], [tuple(pair) for pair in params["sizes"]]
+    queue_size = max(count + count // 5 for _, count in sizes) + 4096
+    with stderr_to_devnull():
+        torch._logging.set_logs(recompiles=True)
+        log = torch._logging.getArtifactLogger(ARTIFACT_MODULE, ARTIFACT)
+        pipeline = build_pipeline(setup, params["endpoint"], queue_size)
+        results = {}
+        for size, count in sizes:
+            message = make_message(size)
+            measure_records(log, pipeline, message, max(20, count // 10))  # warm-up: caches, gRPC connection
+            results[str(size)] = measure_records(log, pipeline, message, count)
+    return {"setup": setup, "results": results, "notes": pipeline.notes}
+
+
+# -- steady state and compile: torch-otel toggled in one process ---------------------------------------
+class Toggle:
+    """Switches torch-otel on and off around interleaved measurements, reusing the same providers."""
+
+    def __init__(self, endpoint: str) -> None:
+        self.logger_provider, self.log_counter = otlp_log_pipeline(endpoint, 8192, byte_budget=3 * 1024 * 1024)
+        self.tracer_provider = otlp_tracer_provider(endpoint)
+        self.span_count = 0
+        self._count_spans()
+        self.on = False
+
+    def _count_spans(self) -> None:
+        from opentelemetry.sdk.trace import SpanProcessor
+
+        toggle = self
+
+        class _Counter(SpanProcessor):
+            def on_end(self, span: Any) -> None:
+                toggle.span_count += 1
+
+        self.tracer_provider.add_span_processor(_Counter())
+
+    def set(self, on: bool) -> None:
+        import torch_otel
+
+        if on and not self.on:
+            torch_otel.instrument(
+                logger_provider=self.logger_provider, tracer_provider=self.tracer_provider,
+                settings=torch_otel_settings(20_000),
+            )
+        elif self.on and not on:
+            torch_otel.uninstrument()
+        self.on = on
+
+    def flush(self) -> None:
+        import torch_otel
+
+        torch_otel.flush(60.0)
+        self.tracer_provider.force_flush()
+
+
+def alternating(repetitions: int) -> Iterator[tuple[int, bool]]:
+    """(rep, on) pairs: off,on then on,off, ... so slow drift hits both sides equally."""
+    for rep in range(repetitions):
+        for on in ((False, True) if rep % 2 == 0 else (True, False)):
+            yield rep, on
+
+
+def time_calls(fn: Callable[[Any], Any], arg: Any, calls: int) -> float:
+    """ns per call."""
+    gc.collect()
+    start = time.perf_counter_ns()
+    for _ in range(calls):
+        fn(arg)
+    return (time.perf_counter_ns() - start) / calls
+
+
+def run_steady(params: dict[str, Any]) -> dict[str, Any]:
+    import torch
+    import torch._logging
+
+    calls, repetitions = params["calls"], params["repetitions"]
+    with stderr_to_devnull():
+        torch._logging.set_logs(recompiles=True, graph_breaks=True)
+        toggle = Toggle(params["endpoint"])
+
+        def small(x: torch.Tensor) -> torch.Tensor:
+            return torch.sin(x) * 2 + 1
+
+        compiled = torch.compile(small, backend="eager")
+        x = torch.randn(8)
+        times: dict[str, list[float]] = {"off": [], "on": []}
+        for on in (True, False):  # compile, and warm both states
+            toggle.set(on)
+            time_calls(compiled, x, max(1000, calls // 10))
+        for _, on in alternating(repetitions):
+            toggle.set(on)
+            time_calls(compiled, x, 500)
+            times["on" if on else "off"].append(time_calls(compiled, x, calls))
+        toggle.set(False)
+    return {"ns_per_call": times, "calls": calls}
+
+
+def build_model() -> Any:
+    import torch
+
+    layers: list[torch.nn.Module] = []
+    for _ in range(4):
+        layers += [torch.nn.Linear(64, 64), torch.nn.GELU()]
+    return torch.nn.Sequential(*layers)
+
+
+class HookTimer:
+    """Accumulates time spent in torch-otel's listeners by wrapping TorchHooks._notify (private; best effort)."""
+
+    def __init__(self) -> None:
+        self.ns = 0
+        self.calls = 0
+        self._wrapped: Any = None
+
+    def attach(self) -> bool:
+        """Wrap the current TorchHooks (once per instrument() call); False if that is not possible."""
+        from torch_otel.instrumentor import TorchInstrumentor
+
+        hooks = TorchInstrumentor.hooks
+        if hooks is not None and hooks is self._wrapped:
+            return True
+        notify = getattr(hooks, "_notify", None)
+        if notify is None:
+            return False
+        self._wrapped = hooks
+
+        def timed(*args: Any) -> None:
+            start = time.perf_counter_ns()
+            try:
+                notify(*args)
+            finally:
+                self.ns += time.perf_counter_ns() - start
+                self.calls += 1
+
+        hooks._notify = timed  # type: ignore[union-attr]
+        return True
+
+
+def time_one_compile(model: Any, x: Any, toggle: Toggle) -> dict[str, float]:
+    import torch
+
+    torch._dynamo.reset()
+    gc.collect()
+    compiled = torch.compile(model, backend="aot_eager")
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    compiled(x)
+    wall1 = time.perf_counter()
+    toggle.flush()
+    cpu1 = time.process_time()
+    return {"wall_ms": (wall1 - wall0) * 1e3, "cpu_ms": (cpu1 - cpu0) * 1e3}
+
+
+def run_compile(params: dict[str, Any]) -> dict[str, Any]:
+    import torch
+
+    repetitions = params["repetitions"]
+    with stderr_to_devnull():
+        toggle = Toggle(params["endpoint"])
+        model, x = build_model(), torch.randn(8, 64)
+        runs: dict[str, list[dict[str, float]]] = {"off": [], "on": []}
+        timer = HookTimer()
+        for on in (False, True):  # first compiles pay one-time imports and caches
+            toggle.set(on)
+            time_one_compile(model, x, toggle)
+        for _, on in alternating(repetitions):
+            toggle.set(on)
+            timed = on and timer.attach()
+            spans_before, hook_ns_before = toggle.span_count, timer.ns
+            run = time_one_compile(model, x, toggle)
+            if on:
+                run["spans"] = toggle.span_count - spans_before
+                run["hook_ms"] = (timer.ns - hook_ns_before) / 1e6 if timed else float("nan")
+            runs["on" if on else "off"].append(run)
+        toggle.set(False)
+    return {"runs": runs}
+
+
+MODES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "records": run_records, "steady": run_steady, "compile": run_compile,
+}
+
+
+def main(argv: list[str]) -> None:
+    mode, params = argv[1], json.loads(argv[2])
+    for variable in ("TORCH_LOGS", "TORCH_TRACE", "TORCH_LOGS_OUT"):
+        if variable in os.environ:
+            raise SystemExit(f"{variable} must be unset in benchmark children")
+    result = MODES[mode](params)
+    sys.stdout.write(json.dumps(result) + "\n")
+
+
+if __name__ == "__main__":
+    main(sys.argv)

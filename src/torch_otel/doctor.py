@@ -1,0 +1,872 @@
+"""`torch-otel doctor`: explain what torch-otel will export with the current environment, and check it.
+
+The report has five sections: TORCH_LOGS (what each item enables, as OpenTelemetry scopes and event names),
+torch-otel's own TORCH_OTEL_* settings, the OTEL_* exporter settings (resolved per signal the way the OTLP
+exporters resolve them), a live endpoint check (an empty OTLP export request per signal, sent to every distinct
+endpoint concurrently within ``--timeout``), and which span/metric hooks the installed torch offers (detected by
+attribute, not by version). ``--list`` prints every TORCH_LOGS component and artifact instead of the report.
+
+Exit codes (the worst finding wins):
+
+* 2 - a bad setting: TORCH_LOGS, a TORCH_OTEL_* variable or an OTEL_* exporter variable torch-otel or the OTLP
+  exporters would reject (also bad command-line options). Settings are validated even when OTEL_SDK_DISABLED is
+  true, so they do not break once it is turned off.
+* 1 - every setting is valid but an endpoint did not accept the export request: connection refused, timeout,
+  TLS failure, name resolution failure, or an answer that is not success (HTTP 4xx/5xx, gRPC UNIMPLEMENTED,
+  UNAUTHENTICATED, ...). Telemetry would be lost, so this is a failure, not a warning. A section the doctor
+  itself could not complete (an unexpected error) also yields 1.
+* 0 - everything is fine (warnings such as an unknown TORCH_OTEL_* variable, torch not being importable or
+  missing torch hooks do not change the exit code). ``--list`` and ``--help`` also return 0.
+
+The endpoint check is skipped with ``--no-check``, when the exporter settings are invalid, when OTEL_SDK_DISABLED
+is true, or when no signal uses the ``otlp`` exporter. The HTTP check connects directly (no proxy variables).
+
+Secrets are never printed: header values, URL userinfo and credential-like query values are shown as ``***``,
+and every line written is scrubbed of them as a last line of defence.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import http.client
+import importlib
+import logging
+import os
+import re
+import socket
+import ssl
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NoReturn, TextIO
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+from torch_otel import catalog
+from torch_otel import environment_variables as env
+from torch_otel.sdk_setup import SIGNALS, ExportPlan, export_plan, sdk_disabled
+from torch_otel.settings import Settings, SettingsError
+from torch_otel.torch_logs import Registry, TorchLogsError, TorchLogsSettings, current_registry, parse_torch_logs
+
+__all__ = ["EXIT_BAD_SETTING", "EXIT_OK", "EXIT_UNREACHABLE", "main", "mask_url"]
+
+EXIT_OK = 0
+EXIT_UNREACHABLE = 1
+EXIT_BAD_SETTING = 2
+DEFAULT_TIMEOUT = 3.0
+TORCH_LOGS = "TORCH_LOGS"
+MASK = "***"
+
+_CHECK_ORDER = ("logs", "traces", "metrics")
+_GRPC_DEFAULT = "http://localhost:4317"
+_HTTP_DEFAULT = "http://localhost:4318/"
+_SENSITIVE_NAME = re.compile(r"token|key|secret|pass|auth|sig|cred|session", re.IGNORECASE)
+_MIN_SCRUB_LENGTH = 3
+_COMPRESSIONS = {"grpc": ("gzip",), "http/protobuf": ("gzip", "deflate", "none")}
+_PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "grpc_proxy")
+_GRPC_SERVICES = {
+    "logs": ("/opentelemetry.proto.collector.logs.v1.LogsService/Export", "logs", "ExportLogsService"),
+    "traces": ("/opentelemetry.proto.collector.trace.v1.TraceService/Export", "trace", "ExportTraceService"),
+    "metrics": ("/opentelemetry.proto.collector.metrics.v1.MetricsService/Export", "metrics", "ExportMetricsService"),
+}
+# (what torch-otel uses it for, module, attribute path)
+_TORCH_FEATURES = (
+    ("compile ids on log records", "torch._guards", "CompileContext.current_trace_id"),
+    ("compile phase spans (chromium events)", "torch._dynamo.utils", "record_chromium_event_internal"),
+    ("compile phase spans (event logger)", "torch._dynamo.utils", "ChromiumEventLogger"),
+    ("compilation metrics", "torch._dynamo.utils", "log_compilation_event"),
+    ("recompile reasons", "torch._dynamo.convert_frame", "get_and_maybe_log_recompilation_reasons"),
+    ("graph break events", "torch._dynamo.symbolic_convert", "InstructionTranslatorBase.log_graph_break"),
+    ("recompile limit events", "torch._dynamo.convert_frame", "exceeds_recompile_limit"),
+)
+
+
+# ------------------------------------------------------------------ report
+
+
+class _Report:
+    """Writes the report (scrubbed of secrets) and counts what decides the exit code."""
+
+    def __init__(self, out: TextIO, secrets: Sequence[str]) -> None:
+        self._out = out
+        self._secrets = sorted({s for s in secrets if len(s) >= _MIN_SCRUB_LENGTH}, key=len, reverse=True)
+        self._sections = 0
+        self.bad_settings = 0
+        self.failed_checks = 0
+
+    def write(self, text: str) -> None:
+        for secret in self._secrets:
+            text = text.replace(secret, MASK)
+        self._out.write(text + "\n")
+
+    def heading(self, title: str) -> None:
+        if self._sections:
+            self.write("")
+        self._sections += 1
+        self.write(f"{title}\n{'-' * len(title)}")
+
+    def info(self, text: str, indent: int = 1) -> None:
+        self.write("  " * indent + text)
+
+    def ok(self, text: str) -> None:
+        self.info(f"[ok] {text}")
+
+    def warning(self, text: str) -> None:
+        self.info(f"[warning] {text}")
+
+    def bad_setting(self, text: str) -> None:
+        self.bad_settings += 1
+        self.info(f"[error] {text}")
+
+    def failed_check(self, text: str) -> None:
+        self.failed_checks += 1
+        self.info(f"[error] {text}")
+
+    def exit_code(self) -> int:
+        if self.bad_settings:
+            return EXIT_BAD_SETTING
+        return EXIT_UNREACHABLE if self.failed_checks else EXIT_OK
+
+    def summary(self) -> int:
+        code = self.exit_code()
+        self.heading("Result")
+        problems = []
+        if self.bad_settings:
+            problems.append(f"{self.bad_settings} bad setting(s)")
+        if self.failed_checks:
+            problems.append(f"{self.failed_checks} failed check(s)")
+        self.info(("; ".join(problems) if problems else "everything looks fine") + f" (exit code {code})")
+        return code
+
+
+# ----------------------------------------------------------------- secrets
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its userinfo and credential-like query values replaced by ``***``."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable URL, hidden>"
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = f"{MASK}@{netloc.rpartition('@')[2]}"
+    query = "&".join(_mask_query_item(item) for item in parts.query.split("&")) if parts.query else ""
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def _mask_query_item(item: str) -> str:
+    key, sep, _ = item.partition("=")
+    return f"{key}={MASK}" if sep and _SENSITIVE_NAME.search(key) else item
+
+
+def _url_secrets(url: str) -> list[str]:
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return [url]
+    found = []
+    if "@" in parts.netloc:
+        userinfo = parts.netloc.rpartition("@")[0]
+        found += [userinfo, *userinfo.split(":", 1)]
+    for item in parts.query.split("&"):
+        key, sep, value = item.partition("=")
+        if sep and _SENSITIVE_NAME.search(key):
+            found.append(value)
+    return found + [unquote(s) for s in found]
+
+
+def _collect_secrets(environ: Mapping[str, str]) -> list[str]:
+    """Every value the report must never show: header values and URL credentials of all OTEL_* variables."""
+    secrets: list[str] = []
+    for name, value in environ.items():
+        if not name.startswith("OTEL_"):
+            continue
+        if name.endswith("HEADERS"):
+            for key, raw in _split_headers(value):
+                secrets += [raw, unquote(raw)]
+        elif "://" in value:
+            secrets += _url_secrets(value)
+    return secrets
+
+
+def _split_headers(raw: str) -> list[tuple[str, str]]:
+    """``k=v,k2=v2`` as (lower-cased, URL-decoded key, raw value) pairs; malformed items are skipped."""
+    pairs = []
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        key, sep, value = item.partition("=")
+        if sep and key.strip():
+            pairs.append((unquote(key.strip()).lower(), value.strip()))
+    return pairs
+
+
+def _masked_headers(raw: str) -> str:
+    return ", ".join(f"{key}={MASK}" for key, _ in _split_headers(raw)) or "(none)"
+
+
+def _masked_error(error: SettingsError) -> str:
+    """A SettingsError message with any URL credentials in the offending value masked."""
+    return str(error).replace(repr(error.value), repr(mask_url(error.value)))
+
+
+# ---------------------------------------------------------------- torch
+
+
+def _import_torch() -> tuple[Any | None, str | None]:
+    """Import torch without letting it apply (or choke on) TORCH_LOGS; returns (torch, why not importable)."""
+    if "torch" in sys.modules:
+        return sys.modules["torch"], None
+    saved = os.environ.pop(TORCH_LOGS, None)
+    try:
+        import torch
+
+        return torch, None
+    except Exception as error:  # noqa: BLE001 - any import failure is reported, never raised
+        return None, f"{type(error).__name__}: {' '.join(str(error).split())}"
+    finally:
+        if saved is not None:
+            os.environ[TORCH_LOGS] = saved
+
+
+def _feature_present(module_name: str, path: str) -> bool:
+    try:
+        target: Any = importlib.import_module(module_name)
+    except Exception:  # noqa: BLE001
+        return False
+    for part in path.split("."):
+        if not hasattr(target, part):
+            return False
+        target = getattr(target, part)
+    return True
+
+
+def _torch_section(report: _Report, torch: Any | None, import_error: str | None) -> None:
+    report.heading("torch")
+    if torch is None:
+        report.warning(f"torch is not importable ({import_error}); torch-otel cannot bridge anything")
+        return
+    report.info(f"version: {getattr(torch, '__version__', 'unknown')}")
+    for purpose, module_name, path in _TORCH_FEATURES:
+        name = f"{module_name}.{path}"
+        if _feature_present(module_name, path):
+            report.info(f"supported  {purpose}: {name}")
+        else:
+            report.warning(f"missing    {purpose}: {name} (this feature is skipped on this torch)")
+
+
+# ------------------------------------------------------------ TORCH_LOGS
+
+
+def _level_name(level: int) -> str:
+    return logging.getLevelName(level)
+
+
+def _registry_note(registry: Registry, torch: Any | None) -> str:
+    source = "live registry" if torch is not None else "registry snapshot"
+    return f"checked against torch {registry.torch_version or '?'}'s {source}"
+
+
+def _torch_logs_section(report: _Report, environ: Mapping[str, str], registry: Registry, torch: Any | None) -> None:
+    report.heading("TORCH_LOGS")
+    raw = environ.get(TORCH_LOGS)
+    if raw is None:
+        report.info("not set: torch logs WARNING and above only; torch-otel still exports those records")
+        report.info("(and, later, compile spans). Set e.g. TORCH_LOGS=recompiles,graph_breaks for more.")
+        return
+    report.info(f"value: {raw!r} ({_registry_note(registry, torch)})")
+    try:
+        parsed = parse_torch_logs(raw, registry)
+    except TorchLogsError as error:
+        report.bad_setting(str(error))
+        return
+    _describe_components(report, parsed, registry)
+    _describe_artifacts(report, parsed, registry)
+    _debug_note(report, parsed, registry)
+
+
+def _describe_components(report: _Report, parsed: TorchLogsSettings, registry: Registry) -> None:
+    for name, level in sorted(parsed.components.items()):
+        scopes = ", ".join(registry.aliases[name])
+        report.info(f"component {name}: level {_level_name(level)} -> scopes {scopes}")
+    registered = {qname for qnames in registry.aliases.values() for qname in qnames}
+    for name, level in sorted(parsed.modules.items()):
+        scope = catalog.owning_qname(name, registered)
+        how = f"scope {scope}" if scope else f"scope {name} (torch registers it as a new component)"
+        report.info(f"module {name} (and its submodules): level {_level_name(level)} -> {how}")
+
+
+def _describe_artifacts(report: _Report, parsed: TorchLogsSettings, registry: Registry) -> None:
+    for name in sorted(parsed.artifacts):
+        line = f"artifact {name} -> event {catalog.artifact_event_name(name)}"
+        if name in registry.off_by_default:
+            line += " [off by default: exported only because TORCH_LOGS names it]"
+        report.info(line)
+
+
+def _debug_note(report: _Report, parsed: TorchLogsSettings, registry: Registry) -> None:
+    debug = sorted(name for name, level in {**parsed.components, **parsed.modules}.items() if level == logging.DEBUG)
+    if not debug:
+        return
+    prefixed = ", ".join(f"+{name}" for name in debug)
+    missing = sorted(registry.off_by_default - parsed.artifacts)
+    report.info(
+        f"note: {prefixed} sets DEBUG, which also exports the on-by-default artifacts torch logs under those "
+        f"loggers, but NOT the {len(registry.off_by_default)} off-by-default artifacts; name them to get them."
+    )
+    if missing:
+        report.info(f"off by default and not named: {', '.join(missing)}", indent=2)
+
+
+# -------------------------------------------------------------- settings
+
+
+def _format_setting(value: object, field_name: str) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if field_name.endswith("_bytes") and isinstance(value, int):
+        return f"{value} bytes ({value / 1024:g} KiB)"
+    if field_name.endswith("_timeout"):
+        return f"{value:g} s"
+    return str(value)
+
+
+def _settings_section(report: _Report, environ: Mapping[str, str]) -> None:
+    report.heading("torch-otel settings")
+    defaults = Settings()
+    for variable in env.ALL:
+        field_name = variable.removeprefix("TORCH_OTEL_").lower()
+        raw = environ.get(variable)
+        try:
+            value = getattr(Settings.from_env({} if raw is None else {variable: raw}), field_name, None)
+        except SettingsError as error:
+            report.bad_setting(str(error))
+            continue
+        if not hasattr(defaults, field_name):
+            report.info(f"{variable} = {'not set' if raw is None else repr(raw)}")
+            continue
+        default = getattr(defaults, field_name)
+        if raw is None or raw == "":
+            status = "default"
+        elif value == default:
+            status = f"set to {raw!r}, same as the default"
+        else:
+            status = f"set to {raw!r}, default {_format_setting(default, field_name)}"
+        report.info(f"{variable} = {_format_setting(value, field_name)} ({status})")
+    for name in sorted(k for k in environ if k.startswith("TORCH_OTEL_") and k not in env.ALL):
+        report.warning(f"{name} is not a torch-otel setting and is ignored (misspelt?)")
+
+
+# -------------------------------------------------------------- exporter
+
+
+@dataclass(frozen=True)
+class _Target:
+    """Where and how one signal's OTLP exporter will connect."""
+
+    protocol: str
+    url: str
+    source: str
+    tls: bool
+    tls_reason: str
+    certificate: str | None
+    client_key: str | None
+    client_certificate: str | None
+    headers: tuple[tuple[str, str], ...] = field(repr=False)
+
+    @property
+    def connection(self) -> tuple[object, ...]:
+        """What makes two targets the same endpoint: gRPC exporters only use the URL's host:port."""
+        address = urlsplit(self.url).netloc if self.protocol == "grpc" else self.url
+        return (self.protocol, address, self.tls, self.certificate, self.client_key, self.client_certificate,
+                self.headers)
+
+
+def _first_set(environ: Mapping[str, str], *variables: str) -> tuple[str | None, str | None]:
+    for variable in variables:
+        if environ.get(variable):
+            return environ[variable], variable
+    return None, None
+
+
+def _resolve_target(signal: str, protocol: str, environ: Mapping[str, str]) -> _Target:
+    prefix = f"OTEL_EXPORTER_OTLP_{signal.upper()}_"
+    headers_raw, _ = _first_set(environ, prefix + "HEADERS", "OTEL_EXPORTER_OTLP_HEADERS")
+    headers = tuple((key, unquote(value)) for key, value in _split_headers(headers_raw or ""))
+    if protocol == "grpc":
+        return _grpc_target(prefix, environ, headers)
+    return _http_target(signal, prefix, environ, headers)
+
+
+def _grpc_target(prefix: str, environ: Mapping[str, str], headers: tuple[tuple[str, str], ...]) -> _Target:
+    url, source = _first_set(environ, prefix + "ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
+    url, source = (url, source) if url else (_GRPC_DEFAULT, "default")
+    scheme = urlsplit(url).scheme
+    tls, reason = scheme != "http", f"{scheme} scheme"
+    if scheme != "https":
+        for variable in (prefix + "INSECURE", "OTEL_EXPORTER_OTLP_INSECURE"):
+            if environ.get(variable) is not None:
+                tls, reason = environ[variable].lower() != "true", f"{variable}={environ[variable]}"
+                break
+    cert_prefix = prefix if environ.get(prefix + "CERTIFICATE") else "OTEL_EXPORTER_OTLP_"
+    return _Target(
+        "grpc", url, source, tls, reason,
+        environ.get(cert_prefix + "CERTIFICATE") or None,
+        environ.get(cert_prefix + "CLIENT_KEY") or None,
+        environ.get(cert_prefix + "CLIENT_CERTIFICATE") or None,
+        headers,
+    )
+
+
+def _http_target(signal: str, prefix: str, environ: Mapping[str, str], headers: tuple[tuple[str, str], ...]) -> _Target:
+    url = environ.get(prefix + "ENDPOINT")
+    source = prefix + "ENDPOINT"
+    if not url:
+        base = environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+        source = f"OTEL_EXPORTER_OTLP_ENDPOINT + /v1/{signal}" if base else f"default + /v1/{signal}"
+        url = f"{(base or _HTTP_DEFAULT).removesuffix('/')}/v1/{signal}"
+    scheme = urlsplit(url).scheme
+    return _Target(
+        "http/protobuf", url, source, scheme == "https", f"{scheme} scheme",
+        _first_set(environ, prefix + "CERTIFICATE", "OTEL_EXPORTER_OTLP_CERTIFICATE")[0],
+        _first_set(environ, prefix + "CLIENT_KEY", "OTEL_EXPORTER_OTLP_CLIENT_KEY")[0],
+        _first_set(environ, prefix + "CLIENT_CERTIFICATE", "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE")[0],
+        headers,
+    )
+
+
+def _service_name(environ: Mapping[str, str]) -> tuple[str, str]:
+    if environ.get("OTEL_SERVICE_NAME"):
+        return environ["OTEL_SERVICE_NAME"], "OTEL_SERVICE_NAME"
+    for item in environ.get("OTEL_RESOURCE_ATTRIBUTES", "").split(","):
+        key, sep, value = item.partition("=")
+        if sep and key.strip() == "service.name" and value.strip():
+            return unquote(value.strip()), "OTEL_RESOURCE_ATTRIBUTES"
+    return "unknown_service", "SDK default; set OTEL_SERVICE_NAME"
+
+
+def _exporter_section(report: _Report, environ: Mapping[str, str]) -> dict[str, _Target] | str:
+    """Describe the exporters; returns the OTLP targets to check, or why there is nothing to check."""
+    report.heading("Exporter")
+    try:
+        disabled = sdk_disabled(environ)
+    except SettingsError as error:
+        report.bad_setting(str(error))
+        disabled = False
+    raw_disabled = environ.get("OTEL_SDK_DISABLED")
+    report.info(f"OTEL_SDK_DISABLED: {raw_disabled!r}" if raw_disabled else "OTEL_SDK_DISABLED: not set (SDK enabled)")
+    if disabled:
+        report.warning("the SDK is disabled: torch-otel does nothing (no bridge, no providers, nothing exported)")
+    name, source = _service_name(environ)
+    report.info(f"service.name: {name} ({source})")
+    try:
+        plan = export_plan(environ)
+    except SettingsError as error:
+        report.bad_setting(_masked_error(error))
+        return "the exporter settings are invalid"
+    targets = _describe_signals(report, plan, environ)
+    _describe_transport_settings(report, environ, plan)
+    if disabled:
+        return "OTEL_SDK_DISABLED is true"
+    return targets
+
+
+def _describe_signals(report: _Report, plan: ExportPlan, environ: Mapping[str, str]) -> dict[str, _Target]:
+    targets = {}
+    width = max(map(len, SIGNALS)) + 1
+    credential_sources: set[str] = set()
+    for signal in SIGNALS:
+        kind = plan.exporters[signal]
+        label = f"{signal}:".ljust(width)
+        if kind == "none":
+            report.info(f"{label} none (not exported)")
+            continue
+        if kind == "console":
+            report.info(f"{label} console (printed to stdout, nothing sent)")
+            continue
+        target = targets[signal] = _resolve_target(signal, plan.protocols[signal], environ)
+        security = f"TLS ({target.tls_reason})" if target.tls else f"plaintext ({target.tls_reason})"
+        report.info(f"{label} otlp over {target.protocol} -> {mask_url(target.url)} [{target.source}], {security}")
+        if target.protocol == "grpc" and "@" in urlsplit(target.url).netloc and target.source not in credential_sources:
+            credential_sources.add(target.source)
+            report.bad_setting(
+                f"{target.source}: the OTLP gRPC exporter does not take credentials from the URL (it would look up "
+                "a host named after them); put them in OTEL_EXPORTER_OTLP_HEADERS instead"
+            )
+    return targets
+
+
+def _describe_transport_settings(report: _Report, environ: Mapping[str, str], plan: ExportPlan) -> None:
+    scopes = [("OTEL_EXPORTER_OTLP_", SIGNALS)] + [(f"OTEL_EXPORTER_OTLP_{s.upper()}_", (s,)) for s in SIGNALS]
+    for prefix, signals in scopes:
+        if environ.get(prefix + "HEADERS"):
+            report.info(f"{prefix}HEADERS: {_masked_headers(environ[prefix + 'HEADERS'])} (values hidden)")
+        for suffix in ("CERTIFICATE", "CLIENT_KEY", "CLIENT_CERTIFICATE"):
+            path = environ.get(prefix + suffix)
+            if path and os.path.isfile(path):
+                report.info(f"{prefix}{suffix}: {path} (file found)")
+            elif path:
+                report.bad_setting(f"{prefix}{suffix}={path!r}: no such file")
+        if environ.get(prefix + "INSECURE") is not None:
+            report.info(f"{prefix}INSECURE: {environ[prefix + 'INSECURE']!r} (gRPC only; ignored for https:// URLs)")
+        _check_timeout(report, prefix + "TIMEOUT", environ.get(prefix + "TIMEOUT"))
+        protocols = {plan.protocols[s] for s in signals if plan.exporters[s] == "otlp"}
+        _check_compression(report, prefix + "COMPRESSION", environ.get(prefix + "COMPRESSION"), protocols)
+
+
+def _check_timeout(report: _Report, variable: str, raw: str | None) -> None:
+    if raw is None:
+        return
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if seconds > 0:
+        report.info(f"{variable}: {raw} s")
+    else:
+        report.bad_setting(_message(variable, raw, "a positive number of seconds, e.g. 10"))
+
+
+def _check_compression(report: _Report, variable: str, raw: str | None, protocols: set[str]) -> None:
+    if raw is None:
+        return
+    value = raw.strip().lower()
+    bad = sorted(p for p in protocols if value not in _COMPRESSIONS[p])
+    if bad:
+        valid = " or ".join(f"{', '.join(_COMPRESSIONS[p])} for {p}" for p in bad)
+        report.bad_setting(_message(variable, raw, valid))
+    else:
+        report.info(f"{variable}: {raw}")
+
+
+def _message(variable: str, raw: str, valid: str) -> str:
+    return str(SettingsError(variable, raw, valid))
+
+
+# -------------------------------------------------------- endpoint check
+
+
+@dataclass
+class _Outcome:
+    signals: list[str]
+    answered: bool
+    ok: bool
+    text: str
+
+
+def _millis(start: float) -> str:
+    return f"{(time.monotonic() - start) * 1000:.0f} ms"
+
+
+def _check_section(report: _Report, targets: dict[str, _Target] | str, timeout: float, skip: bool) -> None:
+    report.heading("Endpoint check")
+    if skip:
+        report.info("skipped (--no-check)")
+        return
+    if isinstance(targets, str):
+        report.info(f"skipped: {targets}")
+        return
+    if not targets:
+        report.info("skipped: no signal is exported over OTLP")
+        return
+    groups: dict[tuple[object, ...], list[str]] = {}
+    for signal in _CHECK_ORDER:
+        if signal in targets:
+            groups.setdefault(targets[signal].connection, []).append(signal)
+    report.info(f"sending an empty OTLP export request per signal (timeout {timeout:g} s)")
+    for signals, outcomes in _run_concurrently(targets, list(groups.values()), timeout):
+        target = targets[signals[0]]
+        where = f"{target.protocol} {mask_url(target.url)}"
+        for outcome in outcomes:
+            line = f"{', '.join(outcome.signals)} -> {where}: {outcome.text}"
+            if outcome.ok:
+                report.ok(line)
+            else:
+                report.failed_check(line)
+    _proxy_note(report)
+
+
+def _proxy_note(report: _Report) -> None:
+    proxies = [name for name in _PROXY_VARIABLES if os.environ.get(name)]
+    if proxies:
+        report.info(f"note: {', '.join(proxies)} set; the HTTP check connects directly, the exporter may use the proxy")
+
+
+def _run_concurrently(
+    targets: dict[str, _Target], groups: list[list[str]], timeout: float
+) -> list[tuple[list[str], list[_Outcome]]]:
+    """Check every group in its own daemon thread, so the whole check takes at most about ``timeout``."""
+    results: dict[int, list[_Outcome]] = {}
+
+    def work(index: int, signals: list[str]) -> None:
+        try:
+            results[index] = _check_group(targets, signals, timeout)
+        except Exception as error:  # noqa: BLE001 - reported as a failed check, never raised
+            results[index] = [_Outcome(signals, False, False, f"check failed: {type(error).__name__}: {error}")]
+
+    threads = [threading.Thread(target=work, args=(i, g), daemon=True, name="torch-otel-doctor") for i, g in enumerate(groups)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + timeout + 1.0
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    late = [_Outcome(g, False, False, f"no answer within {timeout:g} s (timeout)") for g in groups]
+    return [(g, results.get(i, [late[i]])) for i, g in enumerate(groups)]
+
+
+def _check_group(targets: dict[str, _Target], signals: list[str], timeout: float) -> list[_Outcome]:
+    """Check the first signal; if the endpoint answered, check the rest of the signals sharing it."""
+    deadline = time.monotonic() + timeout
+    check = _check_grpc if targets[signals[0]].protocol == "grpc" else _check_http
+    first = check(targets[signals[0]], signals[0], timeout)
+    if not first.answered:
+        return [_Outcome(list(signals), False, False, first.text)]
+    outcomes = [first]
+    for signal in signals[1:]:
+        outcomes.append(check(targets[signal], signal, max(0.05, deadline - time.monotonic())))
+    return outcomes
+
+
+def _read(path: str | None) -> bytes | None:
+    if not path:
+        return None
+    with open(path, "rb") as file:
+        return file.read()
+
+
+def _check_grpc(target: _Target, signal: str, timeout: float) -> _Outcome:
+    import grpc
+
+    method, package, prefix = _GRPC_SERVICES[signal]
+    module = importlib.import_module(f"opentelemetry.proto.collector.{package}.v1.{package}_service_pb2")
+    request_type, response_type = getattr(module, prefix + "Request"), getattr(module, prefix + "Response")
+    address = urlsplit(target.url).netloc
+    try:
+        credentials = grpc.ssl_channel_credentials(
+            _read(target.certificate), _read(target.client_key), _read(target.client_certificate)
+        ) if target.tls else None
+    except OSError as error:
+        return _Outcome([signal], False, False, f"cannot read TLS files: {error}")
+    channel = grpc.secure_channel(address, credentials) if credentials else grpc.insecure_channel(address)
+    start = time.monotonic()
+    try:
+        call = channel.unary_unary(
+            method, request_serializer=request_type.SerializeToString, response_deserializer=response_type.FromString
+        )
+        call(request_type(), timeout=timeout, metadata=target.headers or None, wait_for_ready=False)
+        return _Outcome([signal], True, True, f"reachable (answered in {_millis(start)})")
+    except grpc.RpcError as error:
+        return _grpc_failure(signal, error, method, timeout, start)
+    finally:
+        channel.close()
+
+
+def _grpc_failure(signal: str, error: Any, method: str, timeout: float, start: float) -> _Outcome:
+    import grpc
+
+    code, details = error.code(), " ".join((error.details() or "").split())
+    lowered = details.lower()
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return _Outcome([signal], False, False, f"no answer within {timeout:g} s (timeout)")
+    if code == grpc.StatusCode.UNAVAILABLE:
+        if "connection refused" in lowered:
+            text = "connection refused (nothing listens there)"
+        elif any(word in lowered for word in ("ssl", "tls", "handshake", "certificate")):
+            text = f"TLS error: {details}" + _tls_hint(details)
+        elif "resolv" in lowered or "lookup" in lowered:
+            text = f"cannot resolve the host: {details}"
+        else:
+            text = f"unavailable: {details}"
+        return _Outcome([signal], False, False, text)
+    hint = ""
+    if code == grpc.StatusCode.UNIMPLEMENTED:
+        hint = f" (no {method.rpartition('/')[0].lstrip('/')} there: is this an OTLP/gRPC port, not OTLP/HTTP?)"
+    elif code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+        hint = " (check OTEL_EXPORTER_OTLP_HEADERS)"
+    text = f"answered in {_millis(start)} but rejected the export: gRPC {code.name}: {details}{hint}"
+    return _Outcome([signal], True, False, text)
+
+
+def _check_http(target: _Target, signal: str, timeout: float) -> _Outcome:
+    parts = urlsplit(target.url)
+    headers = {"Content-Type": "application/x-protobuf", "User-Agent": "torch-otel-doctor"}
+    headers.update(dict(target.headers))
+    url = target.url
+    if "@" in parts.netloc:  # like requests: URL userinfo becomes basic auth
+        userinfo, _, host = parts.netloc.rpartition("@")
+        user, _, password = userinfo.partition(":")
+        token = base64.b64encode(f"{unquote(user)}:{unquote(password)}".encode()).decode()
+        headers["Authorization"] = f"Basic {token}"
+        url = urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+    try:
+        handlers: list[Any] = [urllib.request.ProxyHandler({})]
+        if target.tls:
+            handlers.append(urllib.request.HTTPSHandler(context=_ssl_context(target)))
+        opener = urllib.request.build_opener(*handlers)
+    except (OSError, ssl.SSLError) as error:
+        return _Outcome([signal], False, False, f"cannot load TLS files: {error}")
+    request = urllib.request.Request(url, data=b"", headers=headers, method="POST")
+    start = time.monotonic()
+    try:
+        with opener.open(request, timeout=timeout) as response:
+            status = response.status
+        return _Outcome([signal], True, True, f"reachable (answered in {_millis(start)}, HTTP {status})")
+    except urllib.error.HTTPError as error:
+        text = f"answered in {_millis(start)} but rejected the export: HTTP {error.code} {error.reason}"
+        return _Outcome([signal], True, False, text + _http_hint(error.code))
+    except urllib.error.URLError as error:
+        return _Outcome([signal], False, False, _network_failure(error.reason, timeout))
+    except (OSError, ValueError, http.client.HTTPException) as error:
+        return _Outcome([signal], False, False, _network_failure(error, timeout))
+
+
+def _ssl_context(target: _Target) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=target.certificate)
+    if target.client_certificate:
+        context.load_cert_chain(target.client_certificate, target.client_key)
+    return context
+
+
+def _http_hint(status: int) -> str:
+    if status == 404:
+        return " (wrong path? a per-signal endpoint is used as-is and needs the full path, e.g. /v1/logs)"
+    if status in (401, 403):
+        return " (check OTEL_EXPORTER_OTLP_HEADERS)"
+    if status == 415:
+        return " (the endpoint does not accept OTLP protobuf)"
+    return ""
+
+
+def _tls_hint(details: str) -> str:
+    if "WRONG_VERSION_NUMBER" in details.upper():
+        return " (the server does not speak TLS there: use an http:// URL, or enable TLS on the collector)"
+    return ""
+
+
+def _network_failure(reason: object, timeout: float) -> str:
+    if isinstance(reason, ConnectionRefusedError):
+        return "connection refused (nothing listens there)"
+    if isinstance(reason, (TimeoutError, socket.timeout)):
+        return f"no answer within {timeout:g} s (timeout)"
+    if isinstance(reason, ssl.SSLCertVerificationError):
+        return f"TLS error: certificate verification failed ({reason.verify_message})"
+    if isinstance(reason, ssl.SSLError):
+        return f"TLS error: {reason.reason or reason}" + _tls_hint(str(reason))
+    if isinstance(reason, socket.gaierror):
+        return f"cannot resolve the host: {reason.strerror}"
+    if isinstance(reason, OSError) and reason.strerror:
+        return f"connection failed: {reason.strerror}"
+    return f"connection failed: {reason}"
+
+
+# ------------------------------------------------------------------- list
+
+
+def _list_registry(out: TextIO, registry: Registry, torch: Any | None) -> int:
+    write: Callable[[str], object] = lambda text: out.write(text + "\n")  # noqa: E731
+    write(f"TORCH_LOGS names ({_registry_note(registry, torch)})")
+    write("")
+    write("Components: TORCH_LOGS name -> logger names (= OpenTelemetry instrumentation scopes)")
+    write("  all -> torch (every torch logger)")
+    for alias in sorted(registry.aliases):
+        write(f"  {alias} -> {', '.join(registry.aliases[alias])}")
+    write("")
+    write(
+        f"Artifacts: TORCH_LOGS name -> log record event name ({len(registry.artifacts)} artifacts; "
+        f"{len(registry.off_by_default)} [off by default] are exported only when named, never via +component)"
+    )
+    for name in sorted(registry.artifacts):
+        marker = " [off by default]" if name in registry.off_by_default else ""
+        description = " ".join(registry.descriptions.get(name, "").split())
+        write(f"  {name} -> {catalog.artifact_event_name(name)}{marker}" + (f": {description}" if description else ""))
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------- main
+
+
+class _ParserExit(Exception):
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser that writes to ``out`` and returns instead of exiting."""
+
+    def __init__(self, out: TextIO) -> None:
+        super().__init__(
+            prog="torch-otel doctor",
+            description="Explain and check what torch-otel will export with the current environment.",
+        )
+        self._out = out
+
+    def _print_message(self, message: str, file: Any = None) -> None:
+        if message:
+            self._out.write(message)
+
+    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
+        if message:
+            self._out.write(message)
+        raise _ParserExit(status)
+
+
+def _timeout(raw: str) -> float:
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds <= 600:
+        raise argparse.ArgumentTypeError(f"expected seconds greater than 0 and at most 600, got {raw!r}")
+    return seconds
+
+
+def _parse_args(argv: Sequence[str], out: TextIO) -> argparse.Namespace:
+    parser = _Parser(out)
+    parser.add_argument("--list", action="store_true", help="list every TORCH_LOGS component and artifact")
+    parser.add_argument("--timeout", type=_timeout, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+                        help=f"time allowed for the endpoint check (default {DEFAULT_TIMEOUT:g})")
+    parser.add_argument("--no-check", action="store_true", help="skip the endpoint check (no network)")
+    return parser.parse_args(list(argv))
+
+
+def _guarded(report: _Report, name: str, section: Callable[[], Any], fallback: Any = None) -> Any:
+    """Run one section; an unexpected error is reported in the report (and counts as a failed check)."""
+    try:
+        return section()
+    except Exception as error:  # noqa: BLE001 - the doctor never shows a traceback
+        report.failed_check(f"the {name} check could not complete: {type(error).__name__}: {error}")
+        return fallback
+
+
+def main(argv: Sequence[str], environ: Mapping[str, str] | None = None, out: TextIO | None = None) -> int:
+    """Print the report for ``environ`` (default ``os.environ``) to ``out`` (default ``sys.stdout``); returns the
+    exit code."""
+    environ = os.environ if environ is None else environ
+    out = sys.stdout if out is None else out
+    try:
+        args = _parse_args(argv, out)
+    except _ParserExit as stop:
+        return stop.code
+    report = _Report(out, _collect_secrets(environ))
+    try:
+        torch, import_error = _import_torch()
+        registry = current_registry()
+        if args.list:
+            return _list_registry(out, registry, torch)
+        report.write("torch-otel doctor")
+        _guarded(report, "TORCH_LOGS", lambda: _torch_logs_section(report, environ, registry, torch))
+        _guarded(report, "settings", lambda: _settings_section(report, environ))
+        targets = _guarded(report, "exporter", lambda: _exporter_section(report, environ), "the exporter check failed")
+        _guarded(report, "endpoint", lambda: _check_section(report, targets, args.timeout, args.no_check))
+        _guarded(report, "torch", lambda: _torch_section(report, torch, import_error))
+        return report.summary()
+    except KeyboardInterrupt:
+        report.write("interrupted")
+        return 130
+    except Exception as error:  # noqa: BLE001 - the doctor never shows a traceback
+        report.write(f"torch-otel doctor failed unexpectedly: {type(error).__name__}: {error}")
+        return EXIT_UNREACHABLE
