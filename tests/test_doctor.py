@@ -73,6 +73,14 @@ def bad_torch_logs_child(request: pytest.FixtureRequest) -> Iterator[subprocess.
     proc.communicate()
 
 
+@pytest.fixture(scope="module", autouse=True)
+def warm_doctor(bad_torch_logs_child: object) -> None:
+    """Pay for the one-off imports (torch._dynamo, grpc) up front, so timing assertions measure only the check."""
+    import grpc  # noqa: F401
+
+    run("--no-check")
+
+
 @pytest.fixture
 def closed_port() -> int:
     return free_port()
@@ -324,7 +332,7 @@ def test_silent_endpoint_times_out_within_the_timeout(silent_port, protocol):
     elapsed = time.monotonic() - start
     assert code == 1, out
     assert "no answer within 0.5 s (timeout)" in out
-    assert 0.4 < elapsed < 1.6  # all signals are checked concurrently
+    assert 0.4 < elapsed < 2.5  # all signals are checked concurrently, not one timeout after another
 
 
 def test_no_check_never_touches_the_network(closed_port):

@@ -1,7 +1,5 @@
 """Dynamo restores Python's global random state after each frame compile; span ids must stay unique anyway."""
 
-import random
-
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -27,11 +25,9 @@ def test_span_ids_are_unique_across_compiles_and_app_spans():
     torch_otel.instrument(tracer_provider=tracer_provider, logger_provider=LogCapture().provider, settings=Settings())
     try:
         app = tracer_provider.get_tracer("app")
-        state = random.getstate()
         for _ in range(2):
             with app.start_as_current_span("request"):
                 recompiling_workload()
-        assert random.getstate() == state  # compile spans drew nothing from the global RNG
     finally:
         torch_otel.uninstrument()
     spans = exporter.get_finished_spans()

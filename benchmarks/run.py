@@ -1,0 +1,418 @@
+"""torch-otel benchmarks: what bridging torch's logs to OpenTelemetry costs, against baselines from the same run.
+
+    python benchmarks/run.py [--quick] [--json OUT] [--profile {a,b,c,d}]
+
+1. Per-record cost of torch's artifact logger (``torch._dynamo.guards.__recompiles``, enabled with
+   ``set_logs(recompiles=True)``) for a 200 B and a 100 KiB message, under four setups, each run in a fresh child
+   process (rotated order, so drift hits every setup alike):
+     a  no handler at all (torch's stderr handler removed too) - the floor;
+     b  torch's stderr handler only (fd 2 -> /dev/null, so the terminal's speed does not matter);
+     c  b + the naive route: the OTel SDK ``LoggingHandler`` on the same torch loggers -> BatchLogRecordProcessor ->
+        OTLP/gRPC exporter;
+     d  b + torch-otel (``torch_otel.instrument``) -> BatchLogRecordProcessor -> ByteBudgetLogExporter (what
+        torch-otel's own SDK setup builds) -> OTLP/gRPC exporter.
+   Both OTLP routes export to a real rotel-agent on loopback (blackhole exporter) that runs for the whole benchmark.
+   Measured per record: wall time of the emitting loop, CPU time of the emitting thread during the loop, and CPU time
+   of the whole process (every thread) from the start of the loop until the flush returned. The batch processor's
+   queue (and torch-otel's) is sized so nothing is dropped; the ``lost`` column proves it.
+2. Steady state: ns per call of a warm ``torch.compile(fn, backend="eager")``, torch-otel on vs off, interleaved.
+3. Compile overhead of spans only (TORCH_LOGS unset): ``aot_eager`` compile of a small MLP after
+   ``torch._dynamo.reset()``, torch-otel on vs off, interleaved; plus the time spent inside torch-otel's hooks.
+
+Every figure is a median over repetitions; ratios are ratios of medians. ``--profile SETUP`` instead samples one
+records child with py-spy (``pip install py-spy``) and prints where each thread spends its time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import platform
+import re
+import shlex
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+from _child import SETUPS  # noqa: E402 - stdlib-only module; children import torch, the parent never does
+from _collector import BlackholeCollector, die_with_parent  # noqa: E402
+
+SMALL_BYTES, LARGE_BYTES = 200, 100 * 1024
+CHILD_TIMEOUT_S = 900
+EMIT_RATIO_LIMIT, CPU_RATIO_LIMIT = 1.5, 2.0
+STEADY_GOAL, COMPILE_SHARE_GOAL = 0.02, 0.01
+_SCRUBBED_ENV_PREFIXES = ("OTEL_", "TORCH_LOGS", "TORCH_TRACE", "TORCH_COMPILE_DEBUG", "TORCH_OTEL_")
+
+
+@dataclass(frozen=True)
+class Config:
+    repetitions: int
+    small_records: int
+    large_records: int
+    steady_calls: int
+    steady_repetitions: int
+    compile_repetitions: int
+
+    def sizes(self) -> list[tuple[int, int]]:
+        return [(SMALL_BYTES, self.small_records), (LARGE_BYTES, self.large_records)]
+
+
+FULL = Config(repetitions=7, small_records=20_000, large_records=2_000,
+              steady_calls=50_000, steady_repetitions=7, compile_repetitions=7)
+QUICK = Config(repetitions=1, small_records=2_000, large_records=100,
+               steady_calls=5_000, steady_repetitions=2, compile_repetitions=1)
+
+
+# -- children ---------------------------------------------------------------------------------------------
+class ChildFailed(RuntimeError):
+    pass
+
+
+def child_env() -> dict[str, str]:
+    """This environment without anything that would change torch's or OpenTelemetry's behaviour in a child."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith(_SCRUBBED_ENV_PREFIXES)}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def child_command(mode: str, params: dict[str, Any]) -> list[str]:
+    return [sys.executable, str(HERE / "_child.py"), mode, json.dumps(params)]
+
+
+def run_child(mode: str, params: dict[str, Any]) -> dict[str, Any]:
+    done = subprocess.run(
+        child_command(mode, params), capture_output=True, text=True, env=child_env(), cwd=HERE.parent,
+        timeout=CHILD_TIMEOUT_S, preexec_fn=die_with_parent,
+    )
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        raise ChildFailed(f"{mode} child failed (rc={done.returncode}) with {params}\n{done.stderr[-4000:]}")
+    return json.loads(lines[-1])
+
+
+def progress(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# -- 1. per-record cost -----------------------------------------------------------------------------------
+def rotated(items: Sequence[str], shift: int) -> list[str]:
+    shift %= len(items)
+    return list(items[shift:]) + list(items[:shift])
+
+
+def measure_records(config: Config, endpoint: str) -> dict[str, list[dict[str, Any]]]:
+    """setup -> one result per repetition (each from a fresh process); setups rotate within each repetition."""
+    runs: dict[str, list[dict[str, Any]]] = {setup: [] for setup in SETUPS}
+    for rep in range(config.repetitions):
+        for setup in rotated(list(SETUPS), rep):
+            started = time.monotonic()
+            result = run_child("records", {"setup": setup, "endpoint": endpoint, "sizes": config.sizes()})
+            runs[setup].append(result["results"])
+            small = result["results"][str(SMALL_BYTES)]
+            progress(f"records {rep + 1}/{config.repetitions} {setup}: {small['cpu_us']:.1f} µs CPU/record (200 B), "
+                     f"{time.monotonic() - started:.0f} s")
+    return runs
+
+
+def median_of(runs: Iterable[dict[str, Any]], key: str) -> float:
+    return statistics.median(run[key] for run in runs)
+
+
+def spread(values: Sequence[float]) -> float:
+    """(max - min) / median: how much the repetitions disagree."""
+    middle = statistics.median(values)
+    return (max(values) - min(values)) / middle if middle else float("nan")
+
+
+def summarize_records(runs: dict[str, list[dict[str, Any]]], config: Config) -> list[dict[str, Any]]:
+    rows = []
+    for size, count in config.sizes():
+        per_setup = {setup: [rep[str(size)] for rep in reps] for setup, reps in runs.items()}
+        base = per_setup["b"]
+        for setup, reps in per_setup.items():
+            row: dict[str, Any] = {"size": size, "setup": setup, "records": count}
+            for key in ("emit_us", "emit_cpu_us", "cpu_us"):
+                row[key] = median_of(reps, key)
+                row[key + "_vs_b"] = row[key] / median_of(base, key)
+            row["cpu_spread"] = spread([rep["cpu_us"] for rep in reps])
+            row["flush_ms"] = median_of(reps, "flush_ms")
+            if "exported" in reps[0]:
+                row["lost"] = max(count - rep["exported"] for rep in reps)
+                row["truncated"] = max(rep.get("truncated", 0) for rep in reps)
+            rows.append(row)
+    return rows
+
+
+# -- 2. steady state, 3. compile overhead -----------------------------------------------------------------
+def paired_ratios(on: Sequence[float], off: Sequence[float]) -> list[float]:
+    return [a / b for a, b in zip(on, off)]
+
+
+def summarize_steady(result: dict[str, Any]) -> dict[str, Any]:
+    on, off = result["ns_per_call"]["on"], result["ns_per_call"]["off"]
+    pairs = paired_ratios(on, off)
+    ratio = statistics.median(on) / statistics.median(off)
+    return {
+        "calls": result["calls"], "off_ns": statistics.median(off), "on_ns": statistics.median(on),
+        "off_range": [min(off), max(off)], "on_range": [min(on), max(on)],
+        "ratio": ratio, "paired_ratio_median": statistics.median(pairs), "paired_ratio_range": [min(pairs), max(pairs)],
+        "meets_goal": abs(ratio - 1) <= STEADY_GOAL,
+    }
+
+
+def summarize_compile(result: dict[str, Any]) -> dict[str, Any]:
+    on, off = result["runs"]["on"], result["runs"]["off"]
+    summary: dict[str, Any] = {}
+    for key in ("wall_ms", "cpu_ms"):
+        summary[f"off_{key}"] = median_of(off, key)
+        summary[f"on_{key}"] = median_of(on, key)
+        summary[f"share_{key}"] = summary[f"on_{key}"] / summary[f"off_{key}"] - 1
+    summary["spans_per_compile"] = median_of(on, "spans")
+    summary["hook_ms"] = median_of(on, "hook_ms")
+    summary["hook_share"] = summary["hook_ms"] / summary["off_wall_ms"]
+    summary["meets_goal"] = summary["share_wall_ms"] < COMPILE_SHARE_GOAL
+    return summary
+
+
+# -- report -----------------------------------------------------------------------------------------------
+def machine() -> dict[str, Any]:
+    def version(dist: str) -> str:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return "?"
+
+    return {
+        "cpu_count": os.cpu_count(), "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "platform": platform.platform(), "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "torch": version("torch"), "opentelemetry-sdk": version("opentelemetry-sdk"), "grpcio": version("grpcio"),
+        "protobuf": version("protobuf"), "rotel": version("rotel"), "torch-otel": version("torch-otel"),
+        "loadavg_start": list(os.getloadavg()),
+    }
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    cells = [list(headers)] + [[str(cell) for cell in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = ["  ".join(cell.rjust(width) if i else cell.ljust(width) for i, (cell, width) in enumerate(zip(row, widths)))
+             for row in cells]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+def size_label(size: int) -> str:
+    return f"{size // 1024} KiB" if size >= 1024 else f"{size} B"
+
+
+def records_report(rows: list[dict[str, Any]]) -> str:
+    headers = ["message", "setup", "N", "emit wall µs/rec", "×b", "emit thread CPU µs/rec", "×b",
+               "total CPU µs/rec", "×b", "CPU spread", "flush ms", "lost", "truncated"]
+    body = [
+        [size_label(row["size"]), f"{row['setup']} {SETUPS[row['setup']]}", row["records"],
+         f"{row['emit_us']:.2f}", f"{row['emit_us_vs_b']:.2f}", f"{row['emit_cpu_us']:.2f}",
+         f"{row['emit_cpu_us_vs_b']:.2f}", f"{row['cpu_us']:.2f}", f"{row['cpu_us_vs_b']:.2f}",
+         f"{row['cpu_spread']:.0%}", f"{row['flush_ms']:.0f}", row.get("lost", "-"), row.get("truncated", "-")]
+        for row in rows
+    ]
+    return table(headers, body)
+
+
+def records_flags(rows: list[dict[str, Any]]) -> list[str]:
+    flags = []
+    for row in rows:
+        if row["setup"] != "d":
+            continue
+        if row["emit_us_vs_b"] > EMIT_RATIO_LIMIT:
+            flags.append(f"d/{size_label(row['size'])}: emitting-thread wall {row['emit_us_vs_b']:.2f}× stderr-only "
+                         f"(limit {EMIT_RATIO_LIMIT}×)")
+        if row["cpu_us_vs_b"] > CPU_RATIO_LIMIT:
+            flags.append(f"d/{size_label(row['size'])}: total CPU {row['cpu_us_vs_b']:.2f}× stderr-only "
+                         f"(limit {CPU_RATIO_LIMIT}×)")
+    return flags
+
+
+def steady_report(summary: dict[str, Any], repetitions: int) -> str:
+    rows = [
+        ["off", f"{summary['off_ns']:.0f}", f"{summary['off_range'][0]:.0f}–{summary['off_range'][1]:.0f}"],
+        ["on", f"{summary['on_ns']:.0f}", f"{summary['on_range'][0]:.0f}–{summary['on_range'][1]:.0f}"],
+    ]
+    low, high = summary["paired_ratio_range"]
+    return "\n".join([
+        table(["torch-otel", "ns/call (median)", "range"], rows),
+        f"ratio on/off: {summary['ratio']:.3f} (paired per repetition: median {summary['paired_ratio_median']:.3f}, "
+        f"range {low:.3f}–{high:.3f}) - goal 1.00 ± {STEADY_GOAL:.2f}: {'met' if summary['meets_goal'] else 'MISSED'}",
+    ])
+
+
+def compile_report(summary: dict[str, Any]) -> str:
+    rows = [
+        ["off", f"{summary['off_wall_ms']:.1f}", f"{summary['off_cpu_ms']:.1f}", "-", "-"],
+        ["on", f"{summary['on_wall_ms']:.1f}", f"{summary['on_cpu_ms']:.1f}", f"{summary['spans_per_compile']:.0f}",
+         f"{summary['hook_ms']:.2f}"],
+    ]
+    return "\n".join([
+        table(["torch-otel", "compile wall ms", "CPU ms incl. span flush", "spans/compile", "ms in hooks"], rows),
+        f"share: wall {summary['share_wall_ms']:+.2%}, CPU {summary['share_cpu_ms']:+.2%}; "
+        f"time inside torch-otel's hooks {summary['hook_share']:.2%} of the compile - goal < {COMPILE_SHARE_GOAL:.0%}: "
+        f"{'met' if summary['meets_goal'] else 'MISSED'} (by the wall-time difference)",
+    ])
+
+
+def header(info: dict[str, Any], config: Config, mode: str) -> str:
+    command = f"cd {shlex.quote(os.getcwd())} && {shlex.join([sys.executable, *sys.argv])}"
+    versions = ", ".join(f"{name} {info[name]}" for name in ("torch", "opentelemetry-sdk", "grpcio", "protobuf", "rotel"))
+    return "\n".join([
+        f"torch-otel benchmarks ({mode})",
+        f"command:  {command}",
+        f"machine:  {info['cpu_count']} CPUs (affinity {info['cpu_affinity']}), {info['platform']}, {info['python']}",
+        f"versions: {versions}",
+        f"load average at start: {' '.join(f'{x:.2f}' for x in info['loadavg_start'])}",
+        f"config:   {asdict(config)}",
+    ])
+
+
+# -- profiling --------------------------------------------------------------------------------------------
+def py_spy() -> str | None:
+    return shutil.which("py-spy", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+
+
+def collapse(raw: str, main_root: str) -> dict[str, collections.Counter[str]]:
+    """py-spy raw stacks -> per thread: sample counts per function, inclusive ('incl:') and self ('self:').
+    Main-thread samples outside ``main_root`` (imports, setup) are ignored."""
+    per_thread: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+    for line in raw.splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = [re.sub(r":\d+\)$", ")", frame) for frame in stack.split(";")]
+        thread = frames[0].split(": ", 1)[-1]
+        frames = frames[1:]
+        if thread == "MainThread" or thread.startswith("thread ("):
+            roots = [i for i, frame in enumerate(frames) if frame.startswith(main_root + " ")]
+            if not roots:
+                continue
+            thread, frames = "MainThread", frames[roots[0] + 1:]
+        counter = per_thread[thread]
+        counter["total"] += int(count)
+        for frame in set(frames):
+            counter["incl:" + frame] += int(count)
+        if frames:
+            counter["self:" + frames[-1]] += int(count)
+    return per_thread
+
+
+def profile_report(per_thread: dict[str, collections.Counter[str]], top: int = 18) -> str:
+    parts = []
+    for thread, counter in sorted(per_thread.items(), key=lambda item: -item[1]["total"]):
+        total = counter["total"]
+        parts.append(f"== thread {thread}: {total} samples")
+        for kind in ("incl", "self"):
+            ranked = [(key, n) for key, n in counter.most_common() if key.startswith(kind + ":")]
+            for key, n in ranked[:top]:
+                if kind == "incl" and n == total and not key.startswith("incl:emit_records"):
+                    continue  # bootstrap frames that every sample has
+                parts.append(f"  {kind} {n / total:6.1%}  {key[len(kind) + 1:]}")
+    return "\n".join(parts)
+
+
+def profile(setup: str, config: Config, endpoint: str) -> str:
+    spy = py_spy()
+    if spy is None:
+        raise SystemExit("--profile needs py-spy: pip install py-spy")
+    params = {"setup": setup, "endpoint": endpoint, "sizes": config.sizes()}
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = Path(tmp) / "stacks.txt"
+        command = [spy, "record", "--nonblocking", "--threads", "-r", "250", "-f", "raw", "-o", str(raw), "--",
+                   *child_command("records", params)]
+        done = subprocess.run(command, capture_output=True, text=True, env=child_env(), cwd=HERE.parent,
+                              timeout=CHILD_TIMEOUT_S, preexec_fn=die_with_parent)
+        if done.returncode != 0 or not raw.exists():
+            raise ChildFailed(f"py-spy failed (rc={done.returncode})\n{done.stderr[-4000:]}")
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+        return json.dumps(result["results"]) + "\n" + profile_report(collapse(raw.read_text(), "measure_records"))
+
+
+# -- main -------------------------------------------------------------------------------------------------
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small N and one repetition: a smoke run (< 1 min)")
+    parser.add_argument("--json", type=Path, metavar="OUT", help="also write every raw measurement to OUT")
+    parser.add_argument("--repetitions", type=int, help="override the number of repetitions of every part")
+    parser.add_argument("--profile", choices=sorted(SETUPS), help="py-spy one records run of SETUP instead")
+    return parser.parse_args(argv)
+
+
+def choose_config(args: argparse.Namespace) -> Config:
+    config = QUICK if args.quick else FULL
+    if args.repetitions:
+        n = args.repetitions
+        config = Config(n, config.small_records, config.large_records, config.steady_calls, n, n)
+    return config
+
+
+def run_all(config: Config, endpoint: str) -> dict[str, Any]:
+    progress("1/3 per-record cost")
+    record_runs = measure_records(config, endpoint)
+    progress("2/3 steady state")
+    steady = run_child("steady", {"endpoint": endpoint, "calls": config.steady_calls,
+                                  "repetitions": config.steady_repetitions})
+    progress("3/3 compile overhead")
+    compiled = run_child("compile", {"endpoint": endpoint, "repetitions": config.compile_repetitions})
+    return {"records_raw": record_runs, "records": summarize_records(record_runs, config),
+            "steady_raw": steady, "steady": summarize_steady(steady),
+            "compile_raw": compiled, "compile": summarize_compile(compiled)}
+
+
+def report(info: dict[str, Any], config: Config, results: dict[str, Any], mode: str) -> str:
+    flags = records_flags(results["records"])
+    return "\n\n".join([
+        header(info, config, mode),
+        f"1. Per-record cost, artifact logger torch._dynamo.guards.__recompiles (median of {config.repetitions} "
+        f"fresh processes; ×b = ratio to the stderr-only median; total CPU = every thread until flushed)\n"
+        + records_report(results["records"]),
+        "(d) above the limits:\n  " + "\n  ".join(flags) if flags else "(d) within the limits (1.5× emit wall, 2× total CPU)",
+        f"2. Steady state: warm torch.compile(backend='eager') calls, {config.steady_calls} calls × "
+        f"{config.steady_repetitions} repetitions, on/off interleaved\n" + steady_report(results["steady"], config.steady_repetitions),
+        f"3. Spans-only compile overhead (TORCH_LOGS unset, 4×(Linear+GELU), backend aot_eager, "
+        f"{config.compile_repetitions} compiles each, on/off interleaved)\n" + compile_report(results["compile"]),
+        f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}",
+    ])
+
+
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    config = choose_config(args)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)  # unwind, so the collector is stopped
+    info = machine()
+    mode = "quick" if args.quick else "full"
+    with BlackholeCollector() as collector:
+        progress(f"rotel-agent pid {collector.pid} on {collector.grpc_endpoint} (blackhole exporter)")
+        if args.profile:
+            print(header(info, config, f"profile of setup {args.profile}") + "\n\n" + profile(args.profile, config, collector.grpc_endpoint))
+            return 0
+        results = run_all(config, collector.grpc_endpoint)
+    print(report(info, config, results, mode))
+    if args.json:
+        args.json.write_text(json.dumps({"machine": info, "command": sys.argv, "config": asdict(config),
+                                         "loadavg_end": list(os.getloadavg()), **results}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
