@@ -3,7 +3,8 @@
 Usage: ``python benchmarks/_child.py MODE 'JSON-PARAMS'``; prints one JSON object (the result) as the last line of
 stdout. Modes:
 
-* ``records``  per-record cost of torch's artifact logger under one setup (a/b/c/d, see ``SETUPS``);
+* ``records``  per-record cost of torch's artifact logger under one setup (a-e, see ``SETUPS``), with the CPU time
+               of every thread of the process;
 * ``steady``   ns per call of a warm ``torch.compile``d function, torch-otel off vs on, interleaved;
 * ``compile``  compile time of a small model with ``aot_eager``, torch-otel (spans only) off vs on, interleaved.
 
@@ -19,16 +20,18 @@ import json
 import logging
 import os
 import sys
+import threading
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, ContextManager, Iterator, Sequence
 
 SETUPS = {
     "a": "no handler (floor)",
     "b": "torch stderr handler only",
     "c": "stderr + OTel SDK LoggingHandler",
     "d": "stderr + torch-otel",
+    "e": "d, export held until loop ends (diagnostic)",
 }
 ARTIFACT_MODULE, ARTIFACT = "torch._dynamo.guards", "recompiles"
 
@@ -58,6 +61,27 @@ def make_message(size: int) -> str:
         lines.append(f"    - {index // 8}/{index % 8}: tensor 'L['x']' size mismatch at index 0. expected 8, actual {index}")
         index += 1
     return "\n".join(lines)[:size]
+
+
+def thread_cpu_seconds() -> dict[str, float]:
+    """CPU seconds of every live Python thread by name, plus ``process`` (all threads, native ones included)."""
+    seconds: dict[str, float] = {}
+    for thread in threading.enumerate():
+        try:
+            clock = time.pthread_getcpuclockid(thread.ident)  # type: ignore[arg-type]
+            seconds[thread.name] = seconds.get(thread.name, 0.0) + time.clock_gettime(clock)
+        except (AttributeError, OSError, TypeError):  # not POSIX, or the thread just ended
+            pass
+    seconds["process"] = time.process_time()
+    return seconds
+
+
+def per_thread_us(before: dict[str, float], after: dict[str, float], count: int) -> dict[str, float]:
+    """µs of CPU per record by thread; ``native`` is what no Python thread accounts for (gRPC's C threads)."""
+    spent = {name: (after[name] - before.get(name, 0.0)) / count * 1e6 for name in after}
+    process = spent.pop("process")
+    spent["native"] = process - sum(spent.values())
+    return {name: us for name, us in spent.items() if abs(us) >= 0.005}
 
 
 @dataclass
@@ -136,6 +160,7 @@ class Pipeline:
     flush: Callable[[], Any] = lambda: None
     counters: Callable[[], dict[str, int]] = lambda: {}
     notes: dict[str, Any] = field(default_factory=dict)
+    around_loop: Callable[[], ContextManager[Any]] = contextlib.nullcontext
 
 
 def remove_torch_handlers() -> int:
@@ -185,6 +210,19 @@ def torch_otel_pipeline(endpoint: str, queue_size: int) -> Pipeline:
     )
 
 
+def held_export_pipeline(endpoint: str, queue_size: int) -> Pipeline:
+    """Diagnostic: torch-otel with its export thread blocked (on the bridge's private export lock) during the loop,
+    so the loop pays only the handler itself and no GIL contention from conversion and export."""
+    from torch_otel.instrumentor import TorchInstrumentor
+
+    pipeline = torch_otel_pipeline(endpoint, queue_size)
+    lock = getattr(TorchInstrumentor.bridge, "_export_lock", None)
+    if lock is None:
+        raise RuntimeError("setup e needs LogBridge._export_lock, which this torch-otel does not have")
+    pipeline.around_loop = lambda: lock
+    return pipeline
+
+
 def build_pipeline(setup: str, endpoint: str, queue_size: int) -> Pipeline:
     if setup == "a":
         return Pipeline(notes={"removed_torch_handlers": remove_torch_handlers()})
@@ -194,6 +232,8 @@ def build_pipeline(setup: str, endpoint: str, queue_size: int) -> Pipeline:
         return naive_pipeline(endpoint, queue_size)
     if setup == "d":
         return torch_otel_pipeline(endpoint, queue_size)
+    if setup == "e":
+        return held_export_pipeline(endpoint, queue_size)
     raise ValueError(f"unknown setup {setup!r}")
 
 
@@ -207,18 +247,20 @@ def measure_records(log: logging.Logger, pipeline: Pipeline, message: str, count
     """Emit ``count`` records, then flush. Per record: emitting-thread wall and CPU time during the loop, and
     whole-process CPU time (every thread, so background conversion and export too) until the flush returned."""
     gc.collect()
-    before = pipeline.counters()
+    before, threads0 = pipeline.counters(), thread_cpu_seconds()
     cpu0, wall0, thread0 = time.process_time(), time.perf_counter(), time.thread_time()
-    emit_records(log, message, count)
-    wall1, thread1 = time.perf_counter(), time.thread_time()
+    with pipeline.around_loop():
+        emit_records(log, message, count)
+        wall1, thread1 = time.perf_counter(), time.thread_time()
     pipeline.flush()
     cpu1, wall2 = time.process_time(), time.perf_counter()
-    after = pipeline.counters()
+    after, threads1 = pipeline.counters(), thread_cpu_seconds()
     return {
         "emit_us": (wall1 - wall0) / count * 1e6,
         "emit_cpu_us": (thread1 - thread0) / count * 1e6,
         "cpu_us": (cpu1 - cpu0) / count * 1e6,
         "flush_ms": (wall2 - wall1) * 1e3,
+        "threads_us": per_thread_us(threads0, threads1, count),
         **{key: after[key] - before.get(key, 0) for key in after},
     }
 
@@ -290,13 +332,15 @@ def alternating(repetitions: int) -> Iterator[tuple[int, bool]]:
             yield rep, on
 
 
-def time_calls(fn: Callable[[Any], Any], arg: Any, calls: int) -> float:
-    """ns per call."""
+def time_calls(fn: Callable[[Any], Any], arg: Any, calls: int) -> dict[str, float]:
+    """ns per call: wall, CPU of this thread, CPU of the whole process."""
     gc.collect()
-    start = time.perf_counter_ns()
+    wall0, thread0, process0 = time.perf_counter_ns(), time.thread_time_ns(), time.process_time_ns()
     for _ in range(calls):
         fn(arg)
-    return (time.perf_counter_ns() - start) / calls
+    wall1, thread1, process1 = time.perf_counter_ns(), time.thread_time_ns(), time.process_time_ns()
+    return {"wall_ns": (wall1 - wall0) / calls, "thread_cpu_ns": (thread1 - thread0) / calls,
+            "process_cpu_ns": (process1 - process0) / calls}
 
 
 def run_steady(params: dict[str, Any]) -> dict[str, Any]:
@@ -313,7 +357,7 @@ def run_steady(params: dict[str, Any]) -> dict[str, Any]:
 
         compiled = torch.compile(small, backend="eager")
         x = torch.randn(8)
-        times: dict[str, list[float]] = {"off": [], "on": []}
+        times: dict[str, list[dict[str, float]]] = {"off": [], "on": []}
         for on in (True, False):  # compile, and warm both states
             toggle.set(on)
             time_calls(compiled, x, max(1000, calls // 10))
@@ -322,7 +366,7 @@ def run_steady(params: dict[str, Any]) -> dict[str, Any]:
             time_calls(compiled, x, 500)
             times["on" if on else "off"].append(time_calls(compiled, x, calls))
         toggle.set(False)
-    return {"ns_per_call": times, "calls": calls}
+    return {"runs": times, "calls": calls}
 
 
 def build_model() -> Any:
@@ -372,12 +416,13 @@ def time_one_compile(model: Any, x: Any, toggle: Toggle) -> dict[str, float]:
     torch._dynamo.reset()
     gc.collect()
     compiled = torch.compile(model, backend="aot_eager")
-    cpu0, wall0 = time.process_time(), time.perf_counter()
+    cpu0, wall0, thread0 = time.process_time(), time.perf_counter(), time.thread_time()
     compiled(x)
-    wall1 = time.perf_counter()
+    wall1, thread1 = time.perf_counter(), time.thread_time()
     toggle.flush()
     cpu1 = time.process_time()
-    return {"wall_ms": (wall1 - wall0) * 1e3, "cpu_ms": (cpu1 - cpu0) * 1e3}
+    return {"wall_ms": (wall1 - wall0) * 1e3, "thread_cpu_ms": (thread1 - thread0) * 1e3,
+            "cpu_ms": (cpu1 - cpu0) * 1e3}
 
 
 def run_compile(params: dict[str, Any]) -> dict[str, Any]:

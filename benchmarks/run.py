@@ -10,14 +10,19 @@
      c  b + the naive route: the OTel SDK ``LoggingHandler`` on the same torch loggers -> BatchLogRecordProcessor ->
         OTLP/gRPC exporter;
      d  b + torch-otel (``torch_otel.instrument``) -> BatchLogRecordProcessor -> ByteBudgetLogExporter (what
-        torch-otel's own SDK setup builds) -> OTLP/gRPC exporter.
+        torch-otel's own SDK setup builds) -> OTLP/gRPC exporter;
+     e  diagnostic: d with torch-otel's export thread held off until the loop ends, so the loop pays the handler
+        alone (no GIL contention from conversion/export; those then run during the flush).
    Both OTLP routes export to a real rotel-agent on loopback (blackhole exporter) that runs for the whole benchmark.
    Measured per record: wall time of the emitting loop, CPU time of the emitting thread during the loop, and CPU time
-   of the whole process (every thread) from the start of the loop until the flush returned. The batch processor's
-   queue (and torch-otel's) is sized so nothing is dropped; the ``lost`` column proves it.
+   of the whole process (every thread) from the start of the loop until the flush returned, also split by thread.
+   The batch processor's queue (and torch-otel's) is sized so nothing is dropped; the ``lost`` column proves it.
 2. Steady state: ns per call of a warm ``torch.compile(fn, backend="eager")``, torch-otel on vs off, interleaved.
 3. Compile overhead of spans only (TORCH_LOGS unset): ``aot_eager`` compile of a small MLP after
    ``torch._dynamo.reset()``, torch-otel on vs off, interleaved; plus the time spent inside torch-otel's hooks.
+
+Wall times suffer when the machine is busy; the CPU-time columns (this thread / whole process) do much less, so
+every part reports both.
 
 Every figure is a median over repetitions; ratios are ratios of medians. ``--profile SETUP`` instead samples one
 records child with py-spy (``pip install py-spy``) and prints where each thread spends its time.
@@ -72,7 +77,7 @@ class Config:
 
 
 FULL = Config(repetitions=7, small_records=20_000, large_records=2_000,
-              steady_calls=50_000, steady_repetitions=7, compile_repetitions=7)
+              steady_calls=50_000, steady_repetitions=7, compile_repetitions=9)
 QUICK = Config(repetitions=1, small_records=2_000, large_records=100,
                steady_calls=5_000, steady_repetitions=2, compile_repetitions=1)
 
@@ -162,30 +167,39 @@ def paired_ratios(on: Sequence[float], off: Sequence[float]) -> list[float]:
     return [a / b for a, b in zip(on, off)]
 
 
-def summarize_steady(result: dict[str, Any]) -> dict[str, Any]:
-    on, off = result["ns_per_call"]["on"], result["ns_per_call"]["off"]
-    pairs = paired_ratios(on, off)
-    ratio = statistics.median(on) / statistics.median(off)
+def compare_on_off(on: Sequence[dict[str, Any]], off: Sequence[dict[str, Any]], key: str) -> dict[str, Any]:
+    """Medians, ranges and the on/off ratio of one measure; paired ratios use the adjacent on/off runs."""
+    on_values, off_values = [run[key] for run in on], [run[key] for run in off]
+    pairs = paired_ratios(on_values, off_values)
     return {
-        "calls": result["calls"], "off_ns": statistics.median(off), "on_ns": statistics.median(on),
-        "off_range": [min(off), max(off)], "on_range": [min(on), max(on)],
-        "ratio": ratio, "paired_ratio_median": statistics.median(pairs), "paired_ratio_range": [min(pairs), max(pairs)],
-        "meets_goal": abs(ratio - 1) <= STEADY_GOAL,
+        "off": statistics.median(off_values), "on": statistics.median(on_values),
+        "off_range": [min(off_values), max(off_values)], "on_range": [min(on_values), max(on_values)],
+        "ratio": statistics.median(on_values) / statistics.median(off_values),
+        "paired_ratio_median": statistics.median(pairs), "paired_ratio_range": [min(pairs), max(pairs)],
     }
+
+
+STEADY_MEASURES = {"wall_ns": "wall", "thread_cpu_ns": "thread CPU", "process_cpu_ns": "process CPU"}
+COMPILE_MEASURES = {"wall_ms": "wall", "thread_cpu_ms": "thread CPU", "cpu_ms": "process CPU incl. span flush"}
+
+
+def summarize_steady(result: dict[str, Any]) -> dict[str, Any]:
+    on, off = result["runs"]["on"], result["runs"]["off"]
+    measures = {key: compare_on_off(on, off, key) for key in STEADY_MEASURES}
+    for measure in measures.values():
+        measure["meets_goal"] = abs(measure["ratio"] - 1) <= STEADY_GOAL
+    return {"calls": result["calls"], "measures": measures}
 
 
 def summarize_compile(result: dict[str, Any]) -> dict[str, Any]:
     on, off = result["runs"]["on"], result["runs"]["off"]
-    summary: dict[str, Any] = {}
-    for key in ("wall_ms", "cpu_ms"):
-        summary[f"off_{key}"] = median_of(off, key)
-        summary[f"on_{key}"] = median_of(on, key)
-        summary[f"share_{key}"] = summary[f"on_{key}"] / summary[f"off_{key}"] - 1
-    summary["spans_per_compile"] = median_of(on, "spans")
-    summary["hook_ms"] = median_of(on, "hook_ms")
-    summary["hook_share"] = summary["hook_ms"] / summary["off_wall_ms"]
-    summary["meets_goal"] = summary["share_wall_ms"] < COMPILE_SHARE_GOAL
-    return summary
+    measures = {key: compare_on_off(on, off, key) for key in COMPILE_MEASURES}
+    for measure in measures.values():
+        measure["share"] = measure["ratio"] - 1
+        measure["meets_goal"] = measure["share"] < COMPILE_SHARE_GOAL
+    hook_ms = median_of(on, "hook_ms")
+    return {"measures": measures, "spans_per_compile": median_of(on, "spans"), "hook_ms": hook_ms,
+            "hook_share": hook_ms / measures["wall_ms"]["off"]}
 
 
 # -- report -----------------------------------------------------------------------------------------------
@@ -245,31 +259,57 @@ def records_flags(rows: list[dict[str, Any]]) -> list[str]:
     return flags
 
 
-def steady_report(summary: dict[str, Any], repetitions: int) -> str:
-    rows = [
-        ["off", f"{summary['off_ns']:.0f}", f"{summary['off_range'][0]:.0f}–{summary['off_range'][1]:.0f}"],
-        ["on", f"{summary['on_ns']:.0f}", f"{summary['on_range'][0]:.0f}–{summary['on_range'][1]:.0f}"],
+def span(values: Sequence[float], digits: int) -> str:
+    return f"{values[0]:.{digits}f}–{values[1]:.{digits}f}"
+
+
+def on_off_rows(measures: dict[str, dict[str, Any]], names: dict[str, str], digits: int) -> list[list[str]]:
+    return [
+        [names[key], f"{m['off']:.{digits}f}", span(m["off_range"], digits), f"{m['on']:.{digits}f}",
+         span(m["on_range"], digits), f"{m['ratio']:.3f}",
+         f"{m['paired_ratio_median']:.3f} ({span(m['paired_ratio_range'], 3)})", "met" if m["meets_goal"] else "MISSED"]
+        for key, m in measures.items()
     ]
-    low, high = summary["paired_ratio_range"]
-    return "\n".join([
-        table(["torch-otel", "ns/call (median)", "range"], rows),
-        f"ratio on/off: {summary['ratio']:.3f} (paired per repetition: median {summary['paired_ratio_median']:.3f}, "
-        f"range {low:.3f}–{high:.3f}) - goal 1.00 ± {STEADY_GOAL:.2f}: {'met' if summary['meets_goal'] else 'MISSED'}",
-    ])
+
+
+def steady_report(summary: dict[str, Any]) -> str:
+    headers = ["ns/call", "off", "off range", "on", "on range", "on/off", "paired on/off (range)",
+               f"goal 1±{STEADY_GOAL:.2f}"]
+    return table(headers, on_off_rows(summary["measures"], STEADY_MEASURES, 0))
 
 
 def compile_report(summary: dict[str, Any]) -> str:
-    rows = [
-        ["off", f"{summary['off_wall_ms']:.1f}", f"{summary['off_cpu_ms']:.1f}", "-", "-"],
-        ["on", f"{summary['on_wall_ms']:.1f}", f"{summary['on_cpu_ms']:.1f}", f"{summary['spans_per_compile']:.0f}",
-         f"{summary['hook_ms']:.2f}"],
-    ]
+    headers = ["compile ms", "off", "off range", "on", "on range", "on/off", "paired on/off (range)",
+               f"goal <{COMPILE_SHARE_GOAL:.0%}"]
     return "\n".join([
-        table(["torch-otel", "compile wall ms", "CPU ms incl. span flush", "spans/compile", "ms in hooks"], rows),
-        f"share: wall {summary['share_wall_ms']:+.2%}, CPU {summary['share_cpu_ms']:+.2%}; "
-        f"time inside torch-otel's hooks {summary['hook_share']:.2%} of the compile - goal < {COMPILE_SHARE_GOAL:.0%}: "
-        f"{'met' if summary['meets_goal'] else 'MISSED'} (by the wall-time difference)",
+        table(headers, on_off_rows(summary["measures"], COMPILE_MEASURES, 1)),
+        f"spans per compile: {summary['spans_per_compile']:.0f}; time inside torch-otel's hooks: "
+        f"{summary['hook_ms']:.2f} ms per compile = {summary['hook_share']:.2%} of the median compile (off)",
     ])
+
+
+THREAD_GROUPS = ("MainThread", "torch-otel-export", "OtelBatchLogRecordProcessor", "native")
+
+
+def thread_group(name: str) -> str:
+    return name if name in THREAD_GROUPS else "other"
+
+
+def threads_report(runs: dict[str, list[dict[str, Any]]], config: Config) -> str:
+    """Median µs of CPU per record by thread, for the setups that export."""
+    groups = [*THREAD_GROUPS, "other"]
+    rows = []
+    for size, _ in config.sizes():
+        for setup in ("c", "d", "e"):
+            per_rep = []
+            for rep in runs.get(setup, []):
+                grouped: dict[str, float] = collections.Counter()
+                for name, us in rep[str(size)]["threads_us"].items():
+                    grouped[thread_group(name)] += us
+                per_rep.append(grouped)
+            if per_rep:
+                rows.append([size_label(size), setup, *(f"{statistics.median(g[k] for g in per_rep):.1f}" for k in groups)])
+    return table(["message", "setup", *(f"{group} µs/rec" for group in groups)], rows)
 
 
 def header(info: dict[str, Any], config: Config, mode: str) -> str:
@@ -383,8 +423,10 @@ def report(info: dict[str, Any], config: Config, results: dict[str, Any], mode: 
         f"fresh processes; ×b = ratio to the stderr-only median; total CPU = every thread until flushed)\n"
         + records_report(results["records"]),
         "(d) above the limits:\n  " + "\n  ".join(flags) if flags else "(d) within the limits (1.5× emit wall, 2× total CPU)",
+        "CPU per record by thread (median; native = threads Python does not know, i.e. gRPC's C core)\n"
+        + threads_report(results["records_raw"], config),
         f"2. Steady state: warm torch.compile(backend='eager') calls, {config.steady_calls} calls × "
-        f"{config.steady_repetitions} repetitions, on/off interleaved\n" + steady_report(results["steady"], config.steady_repetitions),
+        f"{config.steady_repetitions} repetitions, on/off interleaved\n" + steady_report(results["steady"]),
         f"3. Spans-only compile overhead (TORCH_LOGS unset, 4×(Linear+GELU), backend aot_eager, "
         f"{config.compile_repetitions} compiles each, on/off interleaved)\n" + compile_report(results["compile"]),
         f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}",

@@ -19,6 +19,7 @@ from torch_otel.settings import Settings
 from inmemory import LogCapture, app_tracer, instrumented, recompiling_workload
 from torch_state import preserved_torch_logging
 
+LOGS_ONLY = Settings(spans=False)  # without compile spans, records sit directly in the app span
 COMPILE_ID = re.compile(r"^!?\d+/\d+(_\d+)?$|^!\d+/\d+/\d+$")
 
 
@@ -43,7 +44,7 @@ def our_handlers(logger: logging.Logger) -> list[TorchLogHandler]:
 
 def test_artifacts_become_named_events_scoped_by_component(capture):
     enable_recompile_logs()
-    with instrumented(capture):
+    with instrumented(capture, LOGS_ONLY):
         with app_tracer().start_as_current_span("request") as span:
             recompiling_workload()
         records = capture.records()
@@ -78,6 +79,15 @@ def test_records_emitted_during_a_compile_carry_its_compile_id(capture):
     recompile_ids = {r.log_record.attributes[catalog.ATTR_COMPILE_ID] for r in capture.by_artifact("recompiles")}
     assert recompile_ids == {"0/1", "1/1"}  # the graph break's resume function recompiles too
     assert len(records) > len(capture.by_artifact("guards"))
+
+
+def test_records_stay_in_the_app_span_when_no_tracer_provider_is_configured(capture):
+    enable_recompile_logs()
+    with instrumented(capture):  # spans on, but the global tracer provider is the API's no-op proxy
+        with app_tracer().start_as_current_span("request") as span:
+            recompiling_workload()
+        records = capture.by_artifact("recompiles")
+    assert records and all(r.log_record.span_id == span.get_span_context().span_id for r in records)
 
 
 def test_record_outside_a_compile_has_no_compile_id(capture):
@@ -230,7 +240,7 @@ def test_components_of_shared_loggers():
 def test_trace_context_follows_the_current_span_per_record(capture):
     enable_recompile_logs()
     tracer = app_tracer()
-    with instrumented(capture):
+    with instrumented(capture, LOGS_ONLY):
         with tracer.start_as_current_span("first") as first:
             logging.getLogger("torch._dynamo").info("in first")
         with tracer.start_as_current_span("second") as second:

@@ -1,4 +1,4 @@
-"""The `torch-otel` command line: `run` starts a program with the bridge installed."""
+"""The `torch-otel` command line: `run` starts a program with the bridge installed; `doctor` checks the setup."""
 
 from __future__ import annotations
 
@@ -48,10 +48,18 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     run_parser = commands.add_parser("run", help="run a program with torch's logs exported over OTLP")
     run_parser.add_argument("program", nargs=argparse.REMAINDER, help="the command, after --")
+    commands.add_parser(
+        "doctor", add_help=False, help="explain and check the TORCH_LOGS, TORCH_OTEL_* and OTEL_* setup (--list, --no-check)"
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["doctor"]:
+        from torch_otel import doctor
+
+        return doctor.main(argv[1:])
     args = build_parser().parse_args(argv)
     if args.command == "run":
         program = args.program[1:] if args.program[:1] == ["--"] else args.program

@@ -50,6 +50,7 @@ from torch_otel import catalog
 from torch_otel import environment_variables as env
 from torch_otel.sdk_setup import SIGNALS, ExportPlan, export_plan, sdk_disabled
 from torch_otel.settings import Settings, SettingsError
+from torch_otel.torch_hooks import FEATURES, resolve_attribute
 from torch_otel.torch_logs import Registry, TorchLogsError, TorchLogsSettings, current_registry, parse_torch_logs
 
 __all__ = ["EXIT_BAD_SETTING", "EXIT_OK", "EXIT_UNREACHABLE", "main", "mask_url"]
@@ -73,15 +74,9 @@ _GRPC_SERVICES = {
     "traces": ("/opentelemetry.proto.collector.trace.v1.TraceService/Export", "trace", "ExportTraceService"),
     "metrics": ("/opentelemetry.proto.collector.metrics.v1.MetricsService/Export", "metrics", "ExportMetricsService"),
 }
-# (what torch-otel uses it for, module, attribute path)
-_TORCH_FEATURES = (
-    ("compile ids on log records", "torch._guards", "CompileContext.current_trace_id"),
-    ("compile phase spans (chromium events)", "torch._dynamo.utils", "record_chromium_event_internal"),
-    ("compile phase spans (event logger)", "torch._dynamo.utils", "ChromiumEventLogger"),
-    ("compilation metrics", "torch._dynamo.utils", "log_compilation_event"),
-    ("recompile reasons", "torch._dynamo.convert_frame", "get_and_maybe_log_recompilation_reasons"),
-    ("graph break events", "torch._dynamo.symbolic_convert", "InstructionTranslatorBase.log_graph_break"),
-    ("recompile limit events", "torch._dynamo.convert_frame", "exceeds_recompile_limit"),
+# (what torch-otel uses it for, module, attribute path): compile ids, then every hook torch_hooks installs
+_TORCH_FEATURES = (("compile ids on log records", "torch._guards", "CompileContext.current_trace_id"),) + tuple(
+    (feature, module_name, path) for feature, (module_name, path) in FEATURES.items()
 )
 
 
@@ -232,18 +227,6 @@ def _import_torch() -> tuple[Any | None, str | None]:
             os.environ[TORCH_LOGS] = saved
 
 
-def _feature_present(module_name: str, path: str) -> bool:
-    try:
-        target: Any = importlib.import_module(module_name)
-    except Exception:  # noqa: BLE001
-        return False
-    for part in path.split("."):
-        if not hasattr(target, part):
-            return False
-        target = getattr(target, part)
-    return True
-
-
 def _torch_section(report: _Report, torch: Any | None, import_error: str | None) -> None:
     report.heading("torch")
     if torch is None:
@@ -252,7 +235,7 @@ def _torch_section(report: _Report, torch: Any | None, import_error: str | None)
     report.info(f"version: {getattr(torch, '__version__', 'unknown')}")
     for purpose, module_name, path in _TORCH_FEATURES:
         name = f"{module_name}.{path}"
-        if _feature_present(module_name, path):
+        if resolve_attribute(module_name, path) is not None:
             report.info(f"supported  {purpose}: {name}")
         else:
             report.warning(f"missing    {purpose}: {name} (this feature is skipped on this torch)")
@@ -607,7 +590,10 @@ def _run_concurrently(
         except Exception as error:  # noqa: BLE001 - reported as a failed check, never raised
             results[index] = [_Outcome(signals, False, False, f"check failed: {type(error).__name__}: {error}")]
 
-    threads = [threading.Thread(target=work, args=(i, g), daemon=True, name="torch-otel-doctor") for i, g in enumerate(groups)]
+    threads = [
+        threading.Thread(target=work, args=(index, group), daemon=True, name="torch-otel-doctor")
+        for index, group in enumerate(groups)
+    ]
     for thread in threads:
         thread.start()
     deadline = time.monotonic() + timeout + 1.0

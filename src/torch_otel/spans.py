@@ -116,7 +116,9 @@ class CompileSpans:
                                        start_time=time_ns, attributes=attributes, links=links)
         if not stack and phase == "dynamo" and compile_id is not None:
             self._remember_forward(compile_id, span.get_span_context())
-        token = otel_context.attach(trace.set_span_in_context(span))
+        # A no-op tracer (no SDK configured) yields invalid spans; making one current would cut log records
+        # off from the application span, so only valid spans become current.
+        token = otel_context.attach(trace.set_span_in_context(span)) if span.get_span_context().is_valid else None
         stack.append(_OpenPhase(phase, span, token, compile_id, app_span))
 
     def phase_ended(self, phase: str, time_ns: int, compile_id: str | None) -> None:
@@ -127,7 +129,8 @@ class CompileSpans:
         while len(stack) > index:
             open_phase = stack.pop()
             open_phase.span.end(end_time=time_ns)
-            otel_context.detach(open_phase.token)
+            if open_phase.token is not None:
+                otel_context.detach(open_phase.token)
 
     def _remember_forward(self, compile_id: str, span_context: trace.SpanContext) -> None:
         with self._lock:

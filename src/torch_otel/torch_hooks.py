@@ -28,7 +28,7 @@ FEATURES = {
 }
 
 
-def _resolve(module_name: str, path: str) -> tuple[Any, str, Any] | None:
+def resolve_attribute(module_name: str, path: str) -> tuple[Any, str, Any] | None:
     """(owner, attribute, current value) for a dotted attribute path in a module, or None if it is missing."""
     try:
         import importlib
@@ -40,11 +40,11 @@ def _resolve(module_name: str, path: str) -> tuple[Any, str, Any] | None:
         value = getattr(owner, attribute)
     except Exception:  # noqa: BLE001 - a missing private API just means one feature fewer
         return None
-    return (owner, attribute, value) if callable(value) else None
+    return owner, attribute, value
 
 
 def supported_features() -> dict[str, bool]:
-    return {feature: _resolve(*where) is not None for feature, where in FEATURES.items()}
+    return {feature: resolve_attribute(*where) is not None for feature, where in FEATURES.items()}
 
 
 class TorchHooks:
@@ -64,8 +64,8 @@ class TorchHooks:
             "graph breaks": self._wrap_graph_break,
         }
         for feature, where in FEATURES.items():
-            resolved = _resolve(*where)
-            if resolved is None:
+            resolved = resolve_attribute(*where)
+            if resolved is None or not callable(resolved[2]):
                 self.missing.append(feature)
                 continue
             owner, attribute, original = resolved
