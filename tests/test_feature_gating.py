@@ -1,0 +1,56 @@
+"""Torch internals are detected by feature: a missing hook costs one warning and some attributes, never an error."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+import torch_otel
+from torch_otel.settings import Settings
+from torch_otel.torch_hooks import FEATURES, supported_features
+
+from inmemory import LogCapture, app_tracer, recompiling_workload
+from torch_state import preserved_torch_logging
+
+
+@pytest.fixture(autouse=True)
+def clean_torch_logging():
+    with preserved_torch_logging():
+        yield
+
+
+def test_all_features_are_present_on_the_tested_torch():
+    assert supported_features() == {feature: True for feature in FEATURES}
+
+
+def test_missing_hooks_degrade_to_fewer_attributes_with_one_warning(monkeypatch):
+    # What a torch without these private functions looks like to torch-otel (deleting them would break torch).
+    monkeypatch.setitem(FEATURES, "recompile reasons", ("torch._dynamo.convert_frame", "renamed_recompile_reasons"))
+    monkeypatch.setitem(FEATURES, "compilation metrics", ("torch._dynamo.no_such_module", "log_compilation_event"))
+    exporter = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    warnings = []
+    handler = logging.Handler()
+    handler.emit = warnings.append
+    logging.getLogger("torch_otel").addHandler(handler)
+    try:
+        torch_otel.instrument(tracer_provider=tracer_provider, logger_provider=LogCapture().provider, settings=Settings())
+        try:
+            with app_tracer().start_as_current_span("request"):
+                recompiling_workload()
+        finally:
+            torch_otel.uninstrument()
+    finally:
+        logging.getLogger("torch_otel").removeHandler(handler)
+    assert len(warnings) == 1
+    message = warnings[0].getMessage()
+    assert "recompile reasons" in message and "compilation metrics" in message
+    compiles = [s for s in exporter.get_finished_spans() if s.name == "torch.compile"]
+    assert len(compiles) == 4  # phases still become spans
+    assert all("code.function.name" not in s.attributes for s in compiles)  # that came from the metrics hook
+    assert not [e for s in compiles for e in s.events if e.name == "pytorch.recompile"]
