@@ -58,7 +58,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--batch-sizes", type=parse_batch_sizes, default=parse_batch_sizes("8,8,16,8"),
                         help="batch size of each request; a new size forces a recompile (default: 8,8,16,8)")
     args = parser.parse_args(argv)
-    serve(args.backend, args.batch_sizes)
+    trace_ids = serve(args.backend, args.batch_sizes)
+    if set(trace_ids[0]) == {"0"}:
+        print("\nNo OpenTelemetry SDK is configured, so nothing was recorded: run this under `torch-otel run --`.")
+        return
     service = os.environ.get("OTEL_SERVICE_NAME") or "unknown_service (set OTEL_SERVICE_NAME)"
     print(
         f"\nIn Jaeger: pick service {service!r} and open a trace of a `request` span. The first request and the one"

@@ -55,7 +55,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.steps < 1:
         parser.error("--steps must be at least 1")
-    train(args.backend, args.steps)
+    trace_ids = train(args.backend, args.steps)
+    if set(trace_ids[0]) == {"0"}:
+        print("\nNo OpenTelemetry SDK is configured, so nothing was recorded: run this under `torch-otel run --`.")
+        return
     service = os.environ.get("OTEL_SERVICE_NAME") or "unknown_service (set OTEL_SERVICE_NAME)"
     print(
         f"\nIn Jaeger: pick service {service!r} and open the trace of step 0 (`train_step`, train.step=0). It holds"

@@ -510,6 +510,40 @@ def test_each_threads_compile_span_is_under_that_threads_span(pipeline):
             assert phase.context.trace_id == app_spans[name].get_span_context().trace_id
 
 
+def test_spans_started_on_other_threads_during_a_compile_keep_unique_ids(pipeline):
+    """Dynamo saves Python's global ``random`` state when a frame compile starts and restores it when it ends;
+    ids the SDK's default generator drew meanwhile on other threads must not be drawn a second time."""
+    compiling, created_during, compiled = threading.Event(), threading.Event(), threading.Event()
+    other_spans: list[trace.Span] = []
+
+    def waiting_backend(graph_module: torch.fx.GraphModule, example_inputs: list) -> Callable:
+        compiling.set()
+        assert created_during.wait(30)
+        return graph_module.forward
+
+    def other_requests(tracer: trace.Tracer) -> None:
+        compiling.wait(30)
+        for phase in (created_during, compiled):
+            for _ in range(5):
+                with tracer.start_as_current_span("other request") as span:
+                    other_spans.append(span)
+            phase.set()
+            compiled.wait(30)
+
+    with instrumented(pipeline):
+        other = threading.Thread(target=other_requests, args=(pipeline.tracer_provider.get_tracer("other"),))
+        other.start()
+        with pipeline.tracer_provider.get_tracer("app").start_as_current_span("request"):
+            torch.compile(scale_and_shift, backend=waiting_backend)(torch.ones(2))
+        compiled.set()
+        other.join(timeout=60)
+    assert len(other_spans) == 10
+    trace_ids = [s.get_span_context().trace_id for s in other_spans]
+    assert len(set(trace_ids)) == 10, "independent requests share trace ids"
+    span_ids = [s.context.span_id for s in pipeline.spans()]
+    assert len(span_ids) == len(set(span_ids))
+
+
 # -- 12. structured (TORCH_TRACE) records --------------------------------------------------------------------------------
 def our_trace_log_handlers() -> list[logging.Handler]:
     return [h for h in internal.trace_log.handlers if isinstance(h, TorchLogHandler)]
@@ -553,6 +587,7 @@ def test_structured_off_leaves_torchs_trace_log_alone(pipeline):
 
 # -- inductor: its phases nest under backend_compile, and every span stays in the request's trace ---------------------
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:dynamo_pgo force disabled", "ignore:.*torch.jit.script_method:DeprecationWarning")
 def test_inductor_phases_nest_under_backend_compile(pipeline):
     def relu_affine(x: torch.Tensor) -> torch.Tensor:
         return (x * 2 + 1).relu()

@@ -9,6 +9,7 @@ from typing import Any, Collection
 from opentelemetry import _logs, trace
 
 from torch_otel.bridge import LogBridge
+from torch_otel.ids import use_private_ids
 from torch_otel.spans import CompileSpans, compile_tracer
 from torch_otel.torch_hooks import TorchHooks
 from torch_otel.sdk_setup import sdk_disabled
@@ -56,6 +57,7 @@ class TorchInstrumentor(BaseInstrumentor):
 
     bridge: LogBridge | None = None
     hooks: TorchHooks | None = None
+    replaced_id_generator: tuple[Any, Any] | None = None
 
     def instrumentation_dependencies(self) -> Collection[str]:
         return INSTRUMENTS
@@ -74,6 +76,9 @@ class TorchInstrumentor(BaseInstrumentor):
             import torch
 
             tracer_provider = kwargs.get("tracer_provider") or trace.get_tracer_provider()
+            original_ids = use_private_ids(tracer_provider)
+            if original_ids is not None:
+                TorchInstrumentor.replaced_id_generator = (tracer_provider, original_ids)
             version = str(torch.__version__)
             spans = CompileSpans(
                 compile_tracer(tracer_provider, version),
@@ -86,6 +91,10 @@ class TorchInstrumentor(BaseInstrumentor):
         hooks, TorchInstrumentor.hooks = TorchInstrumentor.hooks, None
         if hooks is not None:
             hooks.uninstall()
+        replaced, TorchInstrumentor.replaced_id_generator = TorchInstrumentor.replaced_id_generator, None
+        if replaced is not None:
+            tracer_provider, original_ids = replaced
+            tracer_provider.id_generator = original_ids
         bridge, TorchInstrumentor.bridge = TorchInstrumentor.bridge, None
         if bridge is not None:
             atexit.unregister(bridge.flush)

@@ -18,6 +18,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 
 from torch_otel import catalog
+from torch_otel.ids import PRIVATE_IDS
 from torch_otel.log_batching import ByteBudgetLogExporter
 from torch_otel.settings import Settings, SettingsError, parse_bool
 
@@ -155,7 +156,7 @@ def configure_sdk(settings: Settings, environ: Mapping[str, str] | None = None) 
     created = []
     tracer_provider = trace.get_tracer_provider()
     if _is_unset(tracer_provider):
-        tracer_provider = TracerProvider(resource=resource)
+        tracer_provider = TracerProvider(resource=resource, id_generator=PRIVATE_IDS)
         if (span_exporter := _exporter(plan, "traces")) is not None:
             tracer_provider.add_span_processor(BatchSpanProcessor(span_exporter))
         trace.set_tracer_provider(tracer_provider)

@@ -3,9 +3,8 @@ graph-break events on them (and on the application span that paid), each mirrore
 
 from __future__ import annotations
 
-import os
-import random
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from types import CodeType
@@ -18,34 +17,13 @@ from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.trace import Link, Span, Status, StatusCode
 
 from torch_otel import catalog
-
-class PrivateRandomIdGenerator(RandomIdGenerator):
-    """Span and trace ids from a private RNG. Dynamo saves and restores the global ``random`` state around every
-    frame compile, so ids drawn from it during a compile are drawn again afterwards: duplicate span ids."""
-
-    def __init__(self) -> None:
-        self._random = random.Random()
-        if hasattr(os, "register_at_fork"):
-            os.register_at_fork(after_in_child=self._random.seed)
-
-    def generate_span_id(self) -> int:
-        span_id = self._random.getrandbits(64)
-        while span_id == trace.INVALID_SPAN_ID:
-            span_id = self._random.getrandbits(64)
-        return span_id
-
-    def generate_trace_id(self) -> int:
-        trace_id = self._random.getrandbits(128)
-        while trace_id == trace.INVALID_TRACE_ID:
-            trace_id = self._random.getrandbits(128)
-        return trace_id
-
+from torch_otel.ids import PRIVATE_IDS
 
 def compile_tracer(tracer_provider: trace.TracerProvider, version: str) -> trace.Tracer:
-    """The tracer compile spans are made with, drawing ids from a private RNG when it is an SDK tracer."""
+    """The tracer compile spans are made with, drawing ids from the private RNG when it is an SDK tracer."""
     tracer = tracer_provider.get_tracer("torch._dynamo", version)
     if isinstance(getattr(tracer, "id_generator", None), RandomIdGenerator):
-        tracer.id_generator = PrivateRandomIdGenerator()  # type: ignore[attr-defined]
+        tracer.id_generator = PRIVATE_IDS  # type: ignore[attr-defined]
     return tracer
 
 
@@ -103,6 +81,8 @@ class CompileSpans:
     # -- phases ----------------------------------------------------------------------------------------
     def phase_started(self, phase: str, time_ns: int, compile_id: str | None) -> None:
         stack = self._stack()
+        if not stack and phase not in PHASE_NAMES:
+            return  # e.g. inductor's C++ builds on worker threads: no compile of their own, no stray root traces
         attributes: dict[str, Any] = {catalog.ATTR_PHASE: phase}
         if compile_id is not None:
             attributes[catalog.ATTR_COMPILE_ID] = compile_id
@@ -217,6 +197,6 @@ class CompileSpans:
         else:
             trace.get_current_span().add_event(name, attributes)
         self._event_logger.emit(
-            severity_number=severity, severity_text=severity.name, body=body, event_name=name,
+            timestamp=time.time_ns(), severity_number=severity, severity_text=severity.name, body=body, event_name=name,
             attributes={**attributes, catalog.ATTR_COMPONENT: "dynamo"},
         )
