@@ -251,3 +251,19 @@ def test_trace_context_follows_the_current_span_per_record(capture):
     assert by_body["in second"].span_id == second.get_span_context().span_id
     assert by_body["in none"].span_id in (0, None)
     assert trace.get_current_span() is trace.INVALID_SPAN
+
+
+def test_records_logged_while_exporting_are_not_requeued(capture):
+    """An exporter that logs through torch's loggers (e.g. a warning) must not loop back into the bridge."""
+    from torch_otel.log_handler import exporting
+
+    torch._logging.set_logs(dynamo=logging.DEBUG)
+    with instrumented(capture, LOGS_ONLY):
+        token = exporting.set(True)
+        try:
+            logging.getLogger("torch._dynamo").info("from inside an export")
+        finally:
+            exporting.reset(token)
+        logging.getLogger("torch._dynamo").info("from the application")
+        bodies = [r.log_record.body for r in capture.records()]
+    assert "from the application" in bodies and "from inside an export" not in bodies
