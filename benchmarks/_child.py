@@ -58,7 +58,8 @@ def make_message(size: int) -> str:
     lines = ["Recompiling function forward in /srv/app/model.py:42 triggered by the following guard failure(s):"]
     index = 0
     while sum(len(line) + 1 for line in lines) < size:
-        lines.append(f"    - {index // 8}/{index % 8}: tensor 'L['x']' size mismatch at index 0. expected 8, actual {index}")
+        guard = f"{index // 8}/{index % 8}: tensor 'L['x']' size mismatch at index 0. expected 8, actual {index}"
+        lines.append("    - " + guard)
         index += 1
     return "\n".join(lines)[:size]
 
@@ -126,7 +127,8 @@ def otlp_log_pipeline(endpoint: str, queue_size: int, byte_budget: int | None) -
         exporter = ByteBudgetLogExporter(exporter, byte_budget)
     counting = CountingExporter(exporter)
     provider = LoggerProvider(resource=Resource.create({"service.name": "torch-otel-bench"}))
-    provider.add_log_record_processor(BatchLogRecordProcessor(counting, max_queue_size=queue_size))  # type: ignore[arg-type]
+    processor = BatchLogRecordProcessor(counting, max_queue_size=queue_size)  # type: ignore[arg-type]
+    provider.add_log_record_processor(processor)
     return provider, counting
 
 

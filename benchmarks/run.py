@@ -181,7 +181,8 @@ def compare_on_off(on: Sequence[dict[str, Any]], off: Sequence[dict[str, Any]], 
         "off_range": [min(off_values), max(off_values)], "on_range": [min(on_values), max(on_values)],
         "ratio": statistics.median(on_values) / statistics.median(off_values),
         "best_ratio": min(on_values) / min(off_values),
-        "paired_ratio_median": statistics.median(pairs), "paired_ratio_range": [min(pairs), max(pairs)],
+        "paired_ratios": pairs, "paired_ratio_median": statistics.median(pairs),
+        "paired_ratio_range": [min(pairs), max(pairs)],
     }
 
 
@@ -189,11 +190,27 @@ STEADY_MEASURES = {"wall_ns": "wall", "thread_cpu_ns": "thread CPU", "process_cp
 COMPILE_MEASURES = {"wall_ms": "wall", "thread_cpu_ms": "thread CPU", "cpu_ms": "process CPU incl. span flush"}
 
 
+def quartiles(values: Sequence[float]) -> tuple[float, float]:
+    if len(values) < 2:
+        return values[0], values[0]
+    q1, _, q3 = statistics.quantiles(values, n=4)
+    return q1, q3
+
+
+def verdict(measure: dict[str, Any], low: float, high: float) -> str:
+    """'met' if the on/off ratio of medians is within [low, high]; 'MISSED' if even the middle half of the paired
+    ratios lies outside; otherwise 'noise' (this machine cannot tell the difference from run-to-run variation)."""
+    if low <= measure["ratio"] <= high:
+        return "met"
+    q1, q3 = quartiles(measure["paired_ratios"])
+    return "MISSED" if q1 > high or q3 < low else "noise"
+
+
 def summarize_steady(result: dict[str, Any]) -> dict[str, Any]:
     on, off = result["runs"]["on"], result["runs"]["off"]
     measures = {key: compare_on_off(on, off, key) for key in STEADY_MEASURES}
     for measure in measures.values():
-        measure["meets_goal"] = abs(measure["ratio"] - 1) <= STEADY_GOAL
+        measure["verdict"] = verdict(measure, 1 - STEADY_GOAL, 1 + STEADY_GOAL)
     return {"calls": result["calls"], "measures": measures}
 
 
@@ -202,7 +219,7 @@ def summarize_compile(result: dict[str, Any]) -> dict[str, Any]:
     measures = {key: compare_on_off(on, off, key) for key in COMPILE_MEASURES}
     for measure in measures.values():
         measure["share"] = measure["ratio"] - 1
-        measure["meets_goal"] = measure["share"] < COMPILE_SHARE_GOAL
+        measure["verdict"] = verdict(measure, 0.0, 1 + COMPILE_SHARE_GOAL)
     hook_ms, hook_cpu_ms = median_of(on, "hook_ms"), median_of(on, "hook_cpu_ms")
     return {"measures": measures, "spans_per_compile": median_of(on, "spans"),
             "hook_ms": hook_ms, "hook_share": hook_ms / measures["wall_ms"]["off"],
@@ -218,7 +235,8 @@ def machine() -> dict[str, Any]:
             return "?"
 
     return {
-        "cpu_count": os.cpu_count(), "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "cpu_count": os.cpu_count(),
+        "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "platform": platform.platform(), "python": f"{platform.python_implementation()} {platform.python_version()}",
         "torch": version("torch"), "opentelemetry-sdk": version("opentelemetry-sdk"), "grpcio": version("grpcio"),
         "protobuf": version("protobuf"), "rotel": version("rotel"), "torch-otel": version("torch-otel"),
@@ -227,10 +245,15 @@ def machine() -> dict[str, Any]:
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """Plain-text table: first column left-aligned, the others right-aligned."""
     cells = [list(headers)] + [[str(cell) for cell in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    lines = ["  ".join(cell.rjust(width) if i else cell.ljust(width) for i, (cell, width) in enumerate(zip(row, widths)))
-             for row in cells]
+
+    def line(row: list[str]) -> str:
+        aligned = (cell.rjust(width) if i else cell.ljust(width) for i, (cell, width) in enumerate(zip(row, widths)))
+        return "  ".join(aligned)
+
+    lines = [line(row) for row in cells]
     lines.insert(1, "  ".join("-" * width for width in widths))
     return "\n".join(lines)
 
@@ -266,24 +289,28 @@ def records_flags(rows: list[dict[str, Any]]) -> list[str]:
     return flags
 
 
-def span(values: Sequence[float], digits: int) -> str:
+def value_range(values: Sequence[float], digits: int) -> str:
     return f"{values[0]:.{digits}f}–{values[1]:.{digits}f}"
 
 
 def on_off_rows(measures: dict[str, dict[str, Any]], names: dict[str, str], digits: int) -> list[list[str]]:
     return [
-        [names[key], f"{m['off']:.{digits}f}", span(m["off_range"], digits), f"{m['on']:.{digits}f}",
-         span(m["on_range"], digits), f"{m['ratio']:.3f}",
-         f"{m['paired_ratio_median']:.3f} ({span(m['paired_ratio_range'], 3)})", f"{m['best_ratio']:.3f}",
-         "met" if m["meets_goal"] else "MISSED"]
+        [names[key], f"{m['off']:.{digits}f}", value_range(m["off_range"], digits), f"{m['on']:.{digits}f}",
+         value_range(m["on_range"], digits), f"{m['ratio']:.3f}",
+         f"{m['paired_ratio_median']:.3f} ({value_range(m['paired_ratio_range'], 3)})", f"{m['best_ratio']:.3f}",
+         m["verdict"]]
         for key, m in measures.items()
     ]
+
+
+VERDICT_LEGEND = ("goal: judged on the on/off ratio of medians; 'noise' = outside the goal, but the middle half of "
+                  "the paired on/off ratios straddles it, so this machine cannot resolve the difference")
 
 
 def steady_report(summary: dict[str, Any]) -> str:
     headers = ["ns/call", "off", "off range", "on", "on range", "on/off", "paired on/off (range)", "best on/off",
                f"goal 1±{STEADY_GOAL:.2f}"]
-    return table(headers, on_off_rows(summary["measures"], STEADY_MEASURES, 0))
+    return table(headers, on_off_rows(summary["measures"], STEADY_MEASURES, 0)) + "\n" + VERDICT_LEGEND
 
 
 def compile_report(summary: dict[str, Any]) -> str:
@@ -292,6 +319,7 @@ def compile_report(summary: dict[str, Any]) -> str:
     hook_goal = "met" if summary["hook_cpu_share"] < COMPILE_SHARE_GOAL else "MISSED"
     return "\n".join([
         table(headers, on_off_rows(summary["measures"], COMPILE_MEASURES, 1)),
+        VERDICT_LEGEND,
         f"spans per compile: {summary['spans_per_compile']:.0f}. Measured directly inside torch-otel's hooks, per "
         f"compile: {summary['hook_cpu_ms']:.2f} ms CPU = {summary['hook_cpu_share']:.2%} of the compile's thread CPU "
         f"(off) - goal <{COMPILE_SHARE_GOAL:.0%}: {hook_goal}; {summary['hook_ms']:.2f} ms wall = "
@@ -319,13 +347,15 @@ def threads_report(runs: dict[str, list[dict[str, Any]]], config: Config) -> str
                     grouped[thread_group(name)] += us
                 per_rep.append(grouped)
             if per_rep:
-                rows.append([size_label(size), setup, *(f"{statistics.median(g[k] for g in per_rep):.1f}" for k in groups)])
+                medians = (statistics.median(grouped[group] for grouped in per_rep) for group in groups)
+                rows.append([size_label(size), setup, *(f"{us:.1f}" for us in medians)])
     return table(["message", "setup", *(f"{group} µs/rec" for group in groups)], rows)
 
 
 def header(info: dict[str, Any], config: Config, mode: str) -> str:
     command = f"cd {shlex.quote(os.getcwd())} && {shlex.join([sys.executable, *sys.argv])}"
-    versions = ", ".join(f"{name} {info[name]}" for name in ("torch", "opentelemetry-sdk", "grpcio", "protobuf", "rotel"))
+    names = ("torch", "opentelemetry-sdk", "grpcio", "protobuf", "rotel")
+    versions = ", ".join(f"{name} {info[name]}" for name in names)
     return "\n".join([
         f"torch-otel benchmarks ({mode})",
         f"command:  {command}",
@@ -429,11 +459,13 @@ def report(info: dict[str, Any], config: Config, results: dict[str, Any], mode: 
         f"1. Per-record cost, artifact logger torch._dynamo.guards.__recompiles (median of {config.repetitions} "
         f"fresh processes; ×b = ratio to the stderr-only median; total CPU = every thread until flushed)\n"
         + records_report(results["records"]),
-        "(d) above the limits:\n  " + "\n  ".join(flags) if flags else "(d) within the limits (1.5× emit wall, 2× total CPU)",
+        ("(d) above the limits (row e and the per-thread table below show where it goes; --profile d names the "
+         "functions):\n  " + "\n  ".join(flags)) if flags else "(d) within the limits (1.5× emit wall, 2× total CPU)",
         "CPU per record by thread (median; native = threads Python does not know, i.e. gRPC's C core)\n"
         + threads_report(results["records_raw"], config),
         f"2. Steady state: warm torch.compile(backend='eager') calls, {config.steady_repetitions} segments of "
-        f"{config.steady_calls} calls per state, on/off interleaved; best = ratio of the fastest segments\n" + steady_report(results["steady"]),
+        f"{config.steady_calls} calls per state, on/off interleaved; best = ratio of the fastest segments\n"
+        + steady_report(results["steady"]),
         f"3. Spans-only compile overhead (TORCH_LOGS unset, 4×(Linear+GELU), backend aot_eager, "
         f"{config.compile_repetitions} compiles each, on/off interleaved)\n" + compile_report(results["compile"]),
         f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}",
@@ -453,7 +485,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     with BlackholeCollector() as collector:
         progress(f"rotel-agent pid {collector.pid} on {collector.grpc_endpoint} (blackhole exporter)")
         if args.profile:
-            print(header(info, config, f"profile of setup {args.profile}") + "\n\n" + profile(args.profile, config, collector.grpc_endpoint))
+            profiled = profile(args.profile, config, collector.grpc_endpoint)
+            print(header(info, config, f"profile of setup {args.profile}") + "\n\n" + profiled)
             return 0
         results = run_all(config, collector.grpc_endpoint)
     print(report(info, config, results, mode))

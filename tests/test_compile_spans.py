@@ -440,7 +440,7 @@ def current_torch_functions() -> dict[str, object]:
 def test_spans_off_installs_no_hooks_and_records_still_flow(pipeline):
     originals = current_torch_functions()
     torch._logging.set_logs(recompiles=True)
-    with instrumented(pipeline, Settings(spans=False)):
+    with instrumented(pipeline, Settings(spans=False, metrics=False)):
         assert TorchInstrumentor.hooks is None
         assert all(current_torch_functions()[f] is originals[f] for f in FEATURES)
         first, second = serve_requests(pipeline, scale_and_shift, [4, 8])

@@ -79,6 +79,7 @@ ATTR_RECOMPILE_REASON = "pytorch.compile.recompile_reason"
 ATTR_RECOMPILE_REASONS = "pytorch.compile.recompile_reasons"
 ATTR_RESTART_REASONS = "pytorch.compile.restart_reasons"
 ATTR_GRAPH_BREAK_REASON = "pytorch.graph_break.reason"
+ATTR_GRAPH_BREAK_TYPE = "pytorch.graph_break.type"
 ATTR_LIMIT_TYPE = "pytorch.compile.limit_type"
 ATTR_LIMIT = "pytorch.compile.limit"
 EVENT_RECOMPILE_LIMIT = "pytorch.recompile_limit"
@@ -88,3 +89,41 @@ STRUCTURED_TRACE_COMPONENT = "trace"
 STRUCTURED_TRACE_SCOPE = "torch"
 STRUCTURED_TRACE_EVENT_PREFIX = "pytorch.trace."
 ATTR_TRACE_METADATA = "pytorch.trace.metadata"
+
+# Metrics (instrument names, units and the only label keys they carry).
+METRIC_COMPILE_DURATION = "pytorch.compile.duration"
+METRIC_RECOMPILES = "pytorch.compile.recompiles"
+METRIC_GRAPH_BREAKS = "pytorch.compile.graph_breaks"
+METRIC_CACHE_LOOKUPS = "pytorch.compile.cache.lookups"
+METRIC_RECORDS_DROPPED = "torch_otel.records.dropped"
+METRIC_RECORDS_TRUNCATED = "torch_otel.records.truncated"
+METRIC_EXPORT_FAILURES = "torch_otel.export.failures"
+LABEL_OUTCOME = "pytorch.compile.outcome"  # success | failure
+LABEL_PHASE = "pytorch.compile.phase"  # torch.compile, torch.compile.backward, or a torch phase name
+LABEL_CAUSE = "pytorch.recompile.cause"  # one of RECOMPILE_CAUSES
+LABEL_FUNCTION = "code.function.name"  # capped at MAX_FUNCTION_LABELS distinct values, then "other"
+LABEL_GRAPH_BREAK_TYPE = "pytorch.graph_break.type"  # torch's graph-break type, capped likewise
+LABEL_CACHE = "pytorch.cache.name"  # one of CACHES
+LABEL_CACHE_RESULT = "pytorch.cache.result"  # hit | miss
+LABEL_SIGNAL = "torch_otel.signal"  # logs | traces | metrics
+RECOMPILE_CAUSES = ("shape", "dtype", "device", "constant_value", "object_identity", "grad_mode", "other")
+CACHES = ("inductor_fx_local", "inductor_fx_remote", "aotautograd_local", "aotautograd_remote")
+OTHER_LABEL = "other"
+MAX_FUNCTION_LABELS = 50
+COMPILE_DURATION_BUCKETS = (
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+)
+# How Prometheus spells them (OTel's Prometheus exporter: dots to underscores, unit and _total suffixes).
+PROMETHEUS_NAMES = {
+    METRIC_COMPILE_DURATION: "pytorch_compile_duration_seconds",
+    METRIC_RECOMPILES: "pytorch_compile_recompiles_total",
+    METRIC_GRAPH_BREAKS: "pytorch_compile_graph_breaks_total",
+    METRIC_CACHE_LOOKUPS: "pytorch_compile_cache_lookups_total",
+    METRIC_RECORDS_DROPPED: "torch_otel_records_dropped_total",
+    METRIC_RECORDS_TRUNCATED: "torch_otel_records_truncated_total",
+    METRIC_EXPORT_FAILURES: "torch_otel_export_failures_total",
+}
+
+
+def prometheus_label(label: str) -> str:
+    return label.replace(".", "_")

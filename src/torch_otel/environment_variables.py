@@ -26,6 +26,10 @@ TORCH_OTEL_STRUCTURED = "TORCH_OTEL_STRUCTURED"
 """``on`` forwards torch's structured trace (the TORCH_TRACE stream: graphs, guards, output code, compilation
 metrics) as log records named ``pytorch.trace.<kind>``. Off by default: torch then computes every payload."""
 
+TORCH_OTEL_METRICS = "TORCH_OTEL_METRICS"
+"""``on`` (default): compile duration, recompiles, graph breaks, cache lookups and the bridge's health as
+OpenTelemetry metrics. ``off`` records none."""
+
 ALL = (
     TORCH_OTEL_TORCH_STDERR,
     TORCH_OTEL_MAX_BODY_BYTES,
@@ -34,4 +38,5 @@ ALL = (
     TORCH_OTEL_SHUTDOWN_TIMEOUT,
     TORCH_OTEL_SPANS,
     TORCH_OTEL_STRUCTURED,
+    TORCH_OTEL_METRICS,
 )

@@ -6,10 +6,11 @@ from __future__ import annotations
 import atexit
 from typing import Any, Collection
 
-from opentelemetry import _logs, trace
+from opentelemetry import _logs, metrics, trace
 
 from torch_otel.bridge import LogBridge
 from torch_otel.ids import use_private_ids
+from torch_otel.metrics import HEALTH, CompileMetrics
 from torch_otel.spans import CompileSpans, compile_tracer
 from torch_otel.torch_hooks import TorchHooks
 from torch_otel.sdk_setup import sdk_disabled
@@ -72,19 +73,21 @@ class TorchInstrumentor(BaseInstrumentor):
         bridge.start()
         atexit.register(bridge.flush)
         TorchInstrumentor.bridge = bridge
+        listeners: list[Any] = []
+        version = torch_version()
+        if settings.metrics:
+            HEALTH.dropped, HEALTH.truncated = (lambda: bridge.dropped), (lambda: bridge.truncated)
+            meter_provider = kwargs.get("meter_provider") or metrics.get_meter_provider()
+            listeners.append(CompileMetrics(meter_provider.get_meter("torch._dynamo", version)))
         if settings.spans:
-            import torch
-
             tracer_provider = kwargs.get("tracer_provider") or trace.get_tracer_provider()
             original_ids = use_private_ids(tracer_provider)
             if original_ids is not None:
                 TorchInstrumentor.replaced_id_generator = (tracer_provider, original_ids)
-            version = str(torch.__version__)
-            spans = CompileSpans(
-                compile_tracer(tracer_provider, version),
-                logger_provider.get_logger("torch._dynamo", version),
-            )
-            TorchInstrumentor.hooks = TorchHooks([spans])
+            listeners.append(CompileSpans(compile_tracer(tracer_provider, version),
+                                          logger_provider.get_logger("torch._dynamo", version)))
+        if listeners:
+            TorchInstrumentor.hooks = TorchHooks(listeners)
             TorchInstrumentor.hooks.install()
 
     def _uninstrument(self, **kwargs: Any) -> None:
@@ -99,6 +102,12 @@ class TorchInstrumentor(BaseInstrumentor):
         if bridge is not None:
             atexit.unregister(bridge.flush)
             bridge.stop()
+
+
+def torch_version() -> str:
+    import torch
+
+    return str(torch.__version__)
 
 
 def instrument(**kwargs: Any) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 
@@ -35,15 +35,21 @@ def split_by_bytes(batch: Sequence[Any], max_bytes: int) -> Iterator[Sequence[An
 class ByteBudgetLogExporter(LogRecordExporter):
     """Wraps a log exporter and sends each batch as as many requests as the byte budget requires."""
 
-    def __init__(self, inner: LogRecordExporter, max_bytes: int) -> None:
+    def __init__(self, inner: LogRecordExporter, max_bytes: int, on_failure: Callable[[], None] = lambda: None) -> None:
         self.inner = inner
         self.max_bytes = max_bytes
+        self._on_failure = on_failure
 
     def export(self, batch: Sequence[Any]) -> LogRecordExportResult:
         result = LogRecordExportResult.SUCCESS
         for chunk in split_by_bytes(batch, self.max_bytes):
-            if self.inner.export(chunk) != LogRecordExportResult.SUCCESS:
+            try:
+                succeeded = self.inner.export(chunk) == LogRecordExportResult.SUCCESS
+            except Exception:  # noqa: BLE001 - an exporter error is a failed export, counted like one
+                succeeded = False
+            if not succeeded:
                 result = LogRecordExportResult.FAILURE
+                self._on_failure()
         return result
 
     def shutdown(self) -> None:

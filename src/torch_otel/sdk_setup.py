@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from dataclasses import dataclass
 from importlib import metadata
@@ -15,16 +16,18 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter, SpanExportResult
 
 from torch_otel import catalog
 from torch_otel.ids import PRIVATE_IDS
 from torch_otel.log_batching import ByteBudgetLogExporter
+from torch_otel.metrics import HEALTH
 from torch_otel.settings import Settings, SettingsError, parse_bool
 
 SIGNALS = ("traces", "logs", "metrics")
 PROTOCOLS = ("grpc", "http/protobuf")
 EXPORTERS = ("otlp", "console", "none")
+METRIC_EXPORTERS = EXPORTERS + ("prometheus",)
 _UNSET_PROVIDER_TYPES = {
     "ProxyTracerProvider", "NoOpTracerProvider", "ProxyLoggerProvider", "NoOpLoggerProvider",
     "_ProxyMeterProvider", "NoOpMeterProvider",
@@ -75,8 +78,12 @@ def export_plan(environ: Mapping[str, str] | None = None) -> ExportPlan:
     for signal in SIGNALS:
         variable = f"OTEL_{signal.upper()}_EXPORTER"
         exporter = (environ.get(variable) or "otlp").strip()
-        if exporter not in EXPORTERS:
-            raise SettingsError(variable, exporter, "one of " + ", ".join(EXPORTERS))
+        allowed = METRIC_EXPORTERS if signal == "metrics" else EXPORTERS
+        if exporter not in allowed:
+            raise SettingsError(variable, exporter, "one of " + ", ".join(allowed))
+        if exporter == "prometheus" and importlib.util.find_spec("opentelemetry.exporter.prometheus") is None:
+            raise SettingsError(variable, exporter, "a metrics exporter whose package is installed; for prometheus, "
+                                "pip install 'torch-otel[prometheus]' (opentelemetry-exporter-prometheus)")
         exporters[signal] = exporter
         protocol_variable = f"OTEL_EXPORTER_OTLP_{signal.upper()}_PROTOCOL"
         protocol = environ.get(protocol_variable) or default_protocol
@@ -133,6 +140,49 @@ def _exporter(plan: ExportPlan, signal: str) -> Any:
     return _otlp_exporter(signal, plan.protocols[signal])
 
 
+def _count_failure(signal: str) -> Any:
+    def count() -> None:
+        HEALTH.export_failures[signal] += 1
+
+    return count
+
+
+class FailureCountingSpanExporter(SpanExporter):
+    """Counts failed span exports in the bridge's health metric."""
+
+    def __init__(self, inner: SpanExporter) -> None:
+        self.inner = inner
+
+    def export(self, spans: Any) -> SpanExportResult:
+        try:
+            result = self.inner.export(spans)
+        except Exception:  # noqa: BLE001
+            result = SpanExportResult.FAILURE
+        if result != SpanExportResult.SUCCESS:
+            HEALTH.export_failures["traces"] += 1
+        return result
+
+    def shutdown(self) -> None:
+        self.inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self.inner.force_flush(timeout_millis)
+
+
+def _metric_readers(plan: ExportPlan, environ: Mapping[str, str] | None) -> list[Any]:
+    """OTLP/console push readers, or a Prometheus pull endpoint (OTEL_EXPORTER_PROMETHEUS_HOST/PORT)."""
+    if plan.exporters["metrics"] == "prometheus":
+        from opentelemetry.exporter.prometheus import PrometheusMetricReader
+        from prometheus_client import start_http_server
+
+        environ = os.environ if environ is None else environ
+        start_http_server(port=int(environ.get("OTEL_EXPORTER_PROMETHEUS_PORT") or 9464),
+                          addr=environ.get("OTEL_EXPORTER_PROMETHEUS_HOST") or "localhost")
+        return [PrometheusMetricReader()]
+    metric_exporter = _exporter(plan, "metrics")
+    return [PeriodicExportingMetricReader(metric_exporter)] if metric_exporter is not None else []
+
+
 @dataclass
 class Providers:
     tracer_provider: Any
@@ -158,21 +208,20 @@ def configure_sdk(settings: Settings, environ: Mapping[str, str] | None = None) 
     if _is_unset(tracer_provider):
         tracer_provider = TracerProvider(resource=resource, id_generator=PRIVATE_IDS)
         if (span_exporter := _exporter(plan, "traces")) is not None:
-            tracer_provider.add_span_processor(BatchSpanProcessor(span_exporter))
+            tracer_provider.add_span_processor(BatchSpanProcessor(FailureCountingSpanExporter(span_exporter)))
         trace.set_tracer_provider(tracer_provider)
         created.append("tracer")
     logger_provider = _logs.get_logger_provider()
     if _is_unset(logger_provider):
         logger_provider = LoggerProvider(resource=resource)
         if (log_exporter := _exporter(plan, "logs")) is not None:
-            batched = ByteBudgetLogExporter(log_exporter, settings.max_batch_bytes)
+            batched = ByteBudgetLogExporter(log_exporter, settings.max_batch_bytes, _count_failure("logs"))
             logger_provider.add_log_record_processor(BatchLogRecordProcessor(batched))
         _logs.set_logger_provider(logger_provider)
         created.append("logger")
     meter_provider = metrics.get_meter_provider()
     if _is_unset(meter_provider):
-        metric_exporter = _exporter(plan, "metrics")
-        readers = [PeriodicExportingMetricReader(metric_exporter)] if metric_exporter is not None else []
+        readers = _metric_readers(plan, environ)
         meter_provider = MeterProvider(resource=resource, metric_readers=readers)
         metrics.set_meter_provider(meter_provider)
         created.append("meter")

@@ -70,6 +70,7 @@ class Settings:
     shutdown_timeout: float = 5.0
     spans: bool = True
     structured: bool = False
+    metrics: bool = True
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -91,4 +92,5 @@ class Settings:
             shutdown_timeout=read(env.TORCH_OTEL_SHUTDOWN_TIMEOUT, parse_seconds, defaults.shutdown_timeout),
             spans=read(env.TORCH_OTEL_SPANS, parse_bool, defaults.spans),
             structured=read(env.TORCH_OTEL_STRUCTURED, parse_bool, defaults.structured),
+            metrics=read(env.TORCH_OTEL_METRICS, parse_bool, defaults.metrics),
         )

@@ -157,9 +157,12 @@ class CompileSpans:
         self._event(compile_phase, catalog.EVENT_RECOMPILE, attributes, SeverityNumber.WARN,
                     "Recompiling " + (code.co_name if code else "a frame") + ": " + "; ".join(reasons), on_app_span=True)
 
-    def graph_break(self, reason: str, filename: str | None, lineno: int | None) -> None:
+    def graph_break(self, reason: str, filename: str | None, lineno: int | None,
+                    function: str | None = None, break_type: str | None = None) -> None:
         compile_phase = self._compile_phase()
         attributes: dict[str, Any] = {catalog.ATTR_GRAPH_BREAK_REASON: reason}
+        if break_type:
+            attributes[catalog.ATTR_GRAPH_BREAK_TYPE] = break_type
         if filename:
             attributes[catalog.ATTR_CODE_FILE] = filename
         if lineno is not None:

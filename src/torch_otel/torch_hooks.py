@@ -15,7 +15,8 @@ class CompileListener(Protocol):
     def phase_ended(self, phase: str, time_ns: int, compile_id: str | None) -> None: ...
     def compilation_metrics(self, metrics: Any) -> None: ...
     def recompiled(self, reasons: Sequence[str], code: CodeType | None) -> None: ...
-    def graph_break(self, reason: str, filename: str | None, lineno: int | None) -> None: ...
+    def graph_break(self, reason: str, filename: str | None, lineno: int | None,
+                    function: str | None, break_type: str | None) -> None: ...
     def recompile_limit_hit(self, limit_type: str, limit: Any) -> None: ...
 
 
@@ -138,7 +139,9 @@ class TorchHooks:
         def log_graph_break(translator: Any, code_options: Any, reason: str, exc: Any, *args: Any, **kwargs: Any) -> Any:
             if not getattr(exc, "logged", False):
                 filename, lineno = _user_frame(exc, code_options)
-                self._notify("graph_break", str(reason), filename, lineno)
+                function = getattr(getattr(translator, "f_code", None), "co_name", None)
+                break_type = getattr(exc, "gb_type", None) or type(exc).__name__
+                self._notify("graph_break", str(reason), filename, lineno, function, str(break_type))
             return original(translator, code_options, reason, exc, *args, **kwargs)
 
         return log_graph_break

@@ -1,0 +1,152 @@
+"""Compile metrics: duration by phase and outcome, recompiles by cause and function, graph breaks, cache
+lookups, and the bridge's own health. A CompileListener fed by the same hooks as the spans."""
+
+from __future__ import annotations
+
+import re
+import threading
+from types import CodeType
+from typing import Any, Callable, Sequence
+
+from opentelemetry.metrics import CallbackOptions, Meter, Observation
+
+from torch_otel import catalog
+from torch_otel.spans import PHASE_NAMES
+
+_CAUSE_PATTERNS = (
+    ("shape", re.compile(r"size mismatch|stride mismatch|dimensionality|dim mismatch|rank mismatch|ndim", re.I)),
+    ("dtype", re.compile(r"dtype mismatch", re.I)),
+    ("device", re.compile(r"device mismatch|device index", re.I)),
+    ("grad_mode", re.compile(r"requires_grad|grad_mode|grad mode", re.I)),
+    ("object_identity", re.compile(r"___check_obj_id|___check_type_id|ID_MATCH|TYPE_MATCH|\bis not\b|\bis\b", re.I)),
+    ("constant_value", re.compile(r"==|!=")),
+)
+
+
+def recompile_cause(reason: str) -> str:
+    """The bounded cause category of a guard failure reason (see ``catalog.RECOMPILE_CAUSES``)."""
+    for cause, pattern in _CAUSE_PATTERNS:
+        if pattern.search(reason):
+            return cause
+    return "other"
+
+
+class LabelCap:
+    """Passes through the first ``limit`` distinct values, then answers ``other``: label sets stay bounded."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._seen: set[str] = set()
+        self._lock = threading.Lock()
+
+    def __call__(self, value: str | None) -> str:
+        if not value:
+            return catalog.OTHER_LABEL
+        if value in self._seen:
+            return value
+        with self._lock:
+            if len(self._seen) < self._limit:
+                self._seen.add(value)
+                return value
+        return catalog.OTHER_LABEL
+
+
+class BridgeHealth:
+    """Counts what the bridge lost or cut; read by observable counters."""
+
+    def __init__(self) -> None:
+        self.export_failures: dict[str, int] = {"logs": 0, "traces": 0, "metrics": 0}
+        self.dropped: Callable[[], int] = lambda: 0
+        self.truncated: Callable[[], int] = lambda: 0
+
+
+HEALTH = BridgeHealth()
+
+
+class CompileMetrics:
+    """A CompileListener recording metrics; durations are recorded when the whole compile ends, with its outcome."""
+
+    def __init__(self, meter: Meter, health: BridgeHealth = HEALTH) -> None:
+        self._duration = meter.create_histogram(
+            catalog.METRIC_COMPILE_DURATION, unit="s", description="Time spent compiling, per torch phase",
+            explicit_bucket_boundaries_advisory=list(catalog.COMPILE_DURATION_BUCKETS),
+        )
+        self._recompiles = meter.create_counter(catalog.METRIC_RECOMPILES, description="Frame recompiles by cause")
+        self._graph_breaks = meter.create_counter(catalog.METRIC_GRAPH_BREAKS, description="Graph breaks")
+        self._cache_lookups = meter.create_counter(
+            catalog.METRIC_CACHE_LOOKUPS, description="Compile cache lookups by cache and result"
+        )
+        self._health = health
+        meter.create_observable_counter(catalog.METRIC_RECORDS_DROPPED, [self._observe_dropped],
+                                        description="Log records dropped because the bridge queue was full")
+        meter.create_observable_counter(catalog.METRIC_RECORDS_TRUNCATED, [self._observe_truncated],
+                                        description="Log record bodies cut to TORCH_OTEL_MAX_BODY_BYTES")
+        meter.create_observable_counter(catalog.METRIC_EXPORT_FAILURES, [self._observe_failures],
+                                        description="Export requests that failed, by signal")
+        self._functions = LabelCap(catalog.MAX_FUNCTION_LABELS)
+        self._graph_break_types = LabelCap(catalog.MAX_FUNCTION_LABELS)
+        self._local = threading.local()
+
+    def _state(self) -> Any:
+        local = self._local
+        if not hasattr(local, "open"):
+            local.open, local.finished, local.failed = [], [], False
+        return local
+
+    def phase_started(self, phase: str, time_ns: int, compile_id: str | None) -> None:
+        state = self._state()
+        if not state.open:
+            if phase not in PHASE_NAMES:
+                return
+            state.finished, state.failed = [], False
+        state.open.append((phase, time_ns))
+
+    def phase_ended(self, phase: str, time_ns: int, compile_id: str | None) -> None:
+        state = self._state()
+        index = next((i for i in range(len(state.open) - 1, -1, -1) if state.open[i][0] == phase), None)
+        if index is None:
+            return
+        while len(state.open) > index:
+            name, started = state.open.pop()
+            label = PHASE_NAMES.get(name, name) if not state.open else name
+            state.finished.append((label, max(0, time_ns - started) / 1e9))
+        if not state.open:
+            outcome = "failure" if state.failed else "success"
+            for label, seconds in state.finished:
+                self._duration.record(seconds, {catalog.LABEL_PHASE: label, catalog.LABEL_OUTCOME: outcome})
+            state.finished = []
+
+    def compilation_metrics(self, metrics: Any) -> None:
+        if getattr(metrics, "fail_type", None):
+            self._state().failed = True
+        for cache in catalog.CACHES:
+            for result in ("hit", "miss"):
+                count = getattr(metrics, f"{cache}_cache_{result}_count", None)
+                if isinstance(count, int) and count > 0:
+                    self._cache_lookups.add(count, {catalog.LABEL_CACHE: cache, catalog.LABEL_CACHE_RESULT: result})
+
+    def recompiled(self, reasons: Sequence[str], code: CodeType | None) -> None:
+        self._recompiles.add(1, {
+            catalog.LABEL_CAUSE: recompile_cause(reasons[0] if reasons else ""),
+            catalog.LABEL_FUNCTION: self._functions(code.co_name if code else None),
+        })
+
+    def graph_break(self, reason: str, filename: str | None, lineno: int | None,
+                    function: str | None = None, break_type: str | None = None) -> None:
+        self._graph_breaks.add(1, {
+            catalog.LABEL_FUNCTION: self._functions(function),
+            catalog.LABEL_GRAPH_BREAK_TYPE: self._graph_break_types(break_type),
+        })
+
+    def recompile_limit_hit(self, limit_type: str, limit: Any) -> None:
+        """Counted as recompiles already; the ERROR event is the spans' job."""
+
+    def _observe_dropped(self, options: CallbackOptions) -> list[Observation]:
+        return [Observation(self._health.dropped())]
+
+    def _observe_truncated(self, options: CallbackOptions) -> list[Observation]:
+        return [Observation(self._health.truncated())]
+
+    def _observe_failures(self, options: CallbackOptions) -> list[Observation]:
+        return [Observation(count, {catalog.LABEL_SIGNAL: signal})
+                for signal, count in self._health.export_failures.items()]
