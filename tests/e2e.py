@@ -41,8 +41,8 @@ def launcher_command(launcher: str, script: Path, *args: str) -> list[str]:
     raise ValueError(launcher)
 
 
-def run_child(command: list[str], env: dict[str, str], timeout: float = 180) -> Run:
-    done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+def run_child(command: list[str], env: dict[str, str], timeout: float = 180, cwd: Path = ROOT) -> Run:
+    done = subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
     return Run(done.returncode, done.stdout, done.stderr)
 
 

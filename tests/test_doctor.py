@@ -223,10 +223,20 @@ def test_exporter_section_resolves_endpoints_like_the_otlp_exporters():
     assert "metrics: none" in body
 
 
+OTLP_CHOSEN = {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_LOGS_EXPORTER": "otlp", "OTEL_METRICS_EXPORTER": "otlp"}
+
+
+def test_nothing_configured_reports_the_embedded_file_default():
+    code, out = run("--timeout", "1", environ={"TORCH_OTEL_FILE": "/tmp/run.jsonl"})
+    assert code == 0
+    assert "writes traces, logs and metrics to /tmp/run.jsonl" in section(out, "Exporter")
+    assert "skipped" in section(out, "Endpoint check")
+
+
 def test_defaults_per_protocol():
-    _, grpc_out = run("--no-check")
+    _, grpc_out = run("--no-check", environ=OTLP_CHOSEN)
     assert "logs:    otlp over grpc -> http://localhost:4317 [default], plaintext" in grpc_out
-    _, http_out = run("--no-check", environ={"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"})
+    _, http_out = run("--no-check", environ={**OTLP_CHOSEN, "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"})
     assert "logs:    otlp over http/protobuf -> http://localhost:4318/v1/logs [default + /v1/logs]" in http_out
 
 

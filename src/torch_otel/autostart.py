@@ -37,6 +37,12 @@ def start() -> None:
         sys.stderr.write(f"torch-otel: torch could not be imported ({error}); running without the bridge.\n")
         return
     providers = configure_sdk(settings)
+    if providers.file_path is not None:
+        sys.stderr.write(
+            f"torch-otel: no OTLP endpoint configured, so traces, logs and metrics go to {providers.file_path} "
+            f"(read it with `torch-otel report {providers.file_path}`; set OTEL_EXPORTER_OTLP_ENDPOINT to send to "
+            "a collector instead).\n"
+        )
     instrument(settings=settings)
     _flush_on_sigterm(providers, settings.shutdown_timeout)
 

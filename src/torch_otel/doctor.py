@@ -450,6 +450,11 @@ def _exporter_section(report: _Report, environ: Mapping[str, str]) -> dict[str, 
     except SettingsError as error:
         report.bad_setting(_masked_error(error))
         return "the exporter settings are invalid"
+    if plan.file_path is not None:
+        report.info("no OTLP endpoint or exporter is configured: `torch-otel run` writes traces, logs and metrics "
+                    f"to {plan.file_path} (OTLP JSON Lines; read it with `torch-otel report`). Set "
+                    "OTEL_EXPORTER_OTLP_ENDPOINT to send to a collector.")
+        return "torch-otel run writes to a local file"
     targets = _describe_signals(report, plan, environ)
     _describe_transport_settings(report, environ, plan)
     if disabled:

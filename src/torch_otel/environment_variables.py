@@ -30,6 +30,10 @@ TORCH_OTEL_METRICS = "TORCH_OTEL_METRICS"
 """``on`` (default): compile duration, recompiles, graph breaks, cache lookups and the bridge's health as
 OpenTelemetry metrics. ``off`` records none."""
 
+TORCH_OTEL_FILE = "TORCH_OTEL_FILE"
+"""Where `torch-otel run` writes every signal (OTLP JSON Lines) when no OTLP endpoint or exporter is configured.
+Default: ``./torch-otel-<date>-<time>-<pid>.jsonl``."""
+
 ALL = (
     TORCH_OTEL_TORCH_STDERR,
     TORCH_OTEL_MAX_BODY_BYTES,
@@ -39,4 +43,5 @@ ALL = (
     TORCH_OTEL_SPANS,
     TORCH_OTEL_STRUCTURED,
     TORCH_OTEL_METRICS,
+    TORCH_OTEL_FILE,
 )

@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any, Mapping
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from opentelemetry import _logs, metrics, trace
@@ -19,6 +20,10 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter, SpanExportResult
 
 from torch_otel import catalog
+from torch_otel import environment_variables as env
+from torch_otel.file_export import (
+    JsonLinesFile, OtlpJsonLogExporter, OtlpJsonMetricExporter, OtlpJsonSpanExporter, default_path,
+)
 from torch_otel.ids import PRIVATE_IDS
 from torch_otel.log_batching import ByteBudgetLogExporter
 from torch_otel.metrics import HEALTH
@@ -45,6 +50,16 @@ class ExportPlan:
 
     exporters: dict[str, str]
     protocols: dict[str, str]
+    file_path: Path | None = None
+
+
+def nothing_configured(environ: Mapping[str, str]) -> bool:
+    """No OTLP endpoint and no exporter chosen for any signal: torch-otel run's embedded default applies."""
+    variables = ["OTEL_EXPORTER_OTLP_ENDPOINT"] + [
+        name for signal in SIGNALS for name in (f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT",
+                                                f"OTEL_{signal.upper()}_EXPORTER")
+    ]
+    return not any(environ.get(name) for name in variables)
 
 
 def sdk_disabled(environ: Mapping[str, str] | None = None) -> bool:
@@ -98,6 +113,9 @@ def export_plan(environ: Mapping[str, str] | None = None) -> ExportPlan:
         headers = environ.get(f"OTEL_EXPORTER_OTLP_{signal}HEADERS")
         if headers:
             _validate_headers(f"OTEL_EXPORTER_OTLP_{signal}HEADERS", headers)
+    if nothing_configured(environ):
+        file_path = Path(environ.get(env.TORCH_OTEL_FILE) or default_path())
+        return ExportPlan({signal: "file" for signal in SIGNALS}, protocols, file_path)
     return ExportPlan(exporters, protocols)
 
 
@@ -128,13 +146,16 @@ def _otlp_exporter(signal: str, protocol: str) -> Any:
     }[signal]()
 
 
+_FILE_EXPORTERS = {"traces": OtlpJsonSpanExporter, "logs": OtlpJsonLogExporter, "metrics": OtlpJsonMetricExporter}
 _CONSOLE_EXPORTERS = {"traces": ConsoleSpanExporter, "logs": ConsoleLogRecordExporter, "metrics": ConsoleMetricExporter}
 
 
-def _exporter(plan: ExportPlan, signal: str) -> Any:
+def _exporter(plan: ExportPlan, signal: str, file_sink: JsonLinesFile | None = None) -> Any:
     kind = plan.exporters[signal]
     if kind == "none":
         return None
+    if kind == "file" and file_sink is not None:
+        return _FILE_EXPORTERS[signal](file_sink)
     if kind == "console":
         return _CONSOLE_EXPORTERS[signal]()
     return _otlp_exporter(signal, plan.protocols[signal])
@@ -169,7 +190,8 @@ class FailureCountingSpanExporter(SpanExporter):
         return self.inner.force_flush(timeout_millis)
 
 
-def _metric_readers(plan: ExportPlan, environ: Mapping[str, str] | None) -> list[Any]:
+def _metric_readers(plan: ExportPlan, environ: Mapping[str, str] | None,
+                    file_sink: JsonLinesFile | None = None) -> list[Any]:
     """OTLP/console push readers, or a Prometheus pull endpoint (OTEL_EXPORTER_PROMETHEUS_HOST/PORT)."""
     if plan.exporters["metrics"] == "prometheus":
         from opentelemetry.exporter.prometheus import PrometheusMetricReader
@@ -179,7 +201,7 @@ def _metric_readers(plan: ExportPlan, environ: Mapping[str, str] | None) -> list
         start_http_server(port=int(environ.get("OTEL_EXPORTER_PROMETHEUS_PORT") or 9464),
                           addr=environ.get("OTEL_EXPORTER_PROMETHEUS_HOST") or "localhost")
         return [PrometheusMetricReader()]
-    metric_exporter = _exporter(plan, "metrics")
+    metric_exporter = _exporter(plan, "metrics", file_sink)
     return [PeriodicExportingMetricReader(metric_exporter)] if metric_exporter is not None else []
 
 
@@ -189,6 +211,7 @@ class Providers:
     logger_provider: Any
     meter_provider: Any
     created: tuple[str, ...]
+    file_path: Path | None = None
 
     def shutdown(self) -> None:
         for name in self.created:
@@ -203,26 +226,27 @@ def configure_sdk(settings: Settings, environ: Mapping[str, str] | None = None) 
     """Create and install global providers for each signal the application has not configured itself."""
     plan = export_plan(environ)
     resource = build_resource(environ)
+    file_sink = JsonLinesFile(plan.file_path) if plan.file_path is not None else None
     created = []
     tracer_provider = trace.get_tracer_provider()
     if _is_unset(tracer_provider):
         tracer_provider = TracerProvider(resource=resource, id_generator=PRIVATE_IDS)
-        if (span_exporter := _exporter(plan, "traces")) is not None:
+        if (span_exporter := _exporter(plan, "traces", file_sink)) is not None:
             tracer_provider.add_span_processor(BatchSpanProcessor(FailureCountingSpanExporter(span_exporter)))
         trace.set_tracer_provider(tracer_provider)
         created.append("tracer")
     logger_provider = _logs.get_logger_provider()
     if _is_unset(logger_provider):
         logger_provider = LoggerProvider(resource=resource)
-        if (log_exporter := _exporter(plan, "logs")) is not None:
+        if (log_exporter := _exporter(plan, "logs", file_sink)) is not None:
             batched = ByteBudgetLogExporter(log_exporter, settings.max_batch_bytes, _count_failure("logs"))
             logger_provider.add_log_record_processor(BatchLogRecordProcessor(batched))
         _logs.set_logger_provider(logger_provider)
         created.append("logger")
     meter_provider = metrics.get_meter_provider()
     if _is_unset(meter_provider):
-        readers = _metric_readers(plan, environ)
+        readers = _metric_readers(plan, environ, file_sink)
         meter_provider = MeterProvider(resource=resource, metric_readers=readers)
         metrics.set_meter_provider(meter_provider)
         created.append("meter")
-    return Providers(tracer_provider, logger_provider, meter_provider, tuple(created))
+    return Providers(tracer_provider, logger_provider, meter_provider, tuple(created), plan.file_path)

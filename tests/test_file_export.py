@@ -1,0 +1,68 @@
+"""The embedded default of `torch-otel run`: with nothing configured, every signal goes to one OTLP JSON Lines file."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import pytest
+
+from e2e import BIN, ROOT, WORKLOAD, run_child
+
+pytestmark = pytest.mark.slow
+
+
+def unconfigured_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TORCH_OTEL_"))}
+    env.update(TORCH_LOGS="recompiles,graph_breaks", PYTHONUNBUFFERED="1", **extra)
+    return env
+
+
+def lines_by_signal(path) -> dict[str, list[dict]]:
+    signals: dict[str, list[dict]] = {"resourceSpans": [], "resourceLogs": [], "resourceMetrics": []}
+    for line in path.read_text().splitlines():
+        request = json.loads(line)
+        (key,) = request.keys()
+        signals[key].append(request)
+    return signals
+
+
+def test_nothing_configured_writes_every_signal_to_one_otlp_json_file(tmp_path):
+    run = run_child([str(BIN / "torch-otel"), "run", "--", sys.executable, str(WORKLOAD)], unconfigured_env(),
+                    cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-2000:]
+    (path,) = tmp_path.glob("torch-otel-*.jsonl")
+    notices = [line for line in run.stderr.splitlines() if line.startswith("torch-otel:")]
+    assert len(notices) == 1 and str(path.name) in notices[0] and "OTEL_EXPORTER_OTLP_ENDPOINT" in notices[0]
+    signals = lines_by_signal(path)
+    assert all(signals.values())
+
+    spans = [span for request in signals["resourceSpans"] for rs in request["resourceSpans"]
+             for ss in rs["scopeSpans"] for span in ss["spans"]]
+    requests = run.requests()
+    assert {s["traceId"] for s in spans if s["name"] == "request"} == {r["trace_id"] for r in requests}
+    assert all(len(s["spanId"]) == 16 and len(s["traceId"]) == 32 for s in spans)
+    compiles = [s for s in spans if s["name"] == "torch.compile"]
+    assert len(compiles) == 4
+
+    records = [r for request in signals["resourceLogs"] for rl in request["resourceLogs"]
+               for sl in rl["scopeLogs"] for r in sl["logRecords"]]
+    recompile_events = [r for r in records if r.get("eventName") == "pytorch.recompile"]
+    assert len(recompile_events) == 2 and all(r["traceId"] == requests[2]["trace_id"] for r in recompile_events)
+
+    metric_names = {m["name"] for request in signals["resourceMetrics"] for rm in request["resourceMetrics"]
+                    for sm in rm["scopeMetrics"] for m in sm["metrics"]}
+    assert {"pytorch.compile.recompiles", "pytorch.compile.duration"} <= metric_names
+
+
+def test_torch_otel_file_names_the_file_and_an_endpoint_turns_the_default_off(tmp_path):
+    target = tmp_path / "run.jsonl"
+    run = run_child([str(BIN / "torch-otel"), "run", "--", sys.executable, "-c", "import torch"],
+                    unconfigured_env(TORCH_OTEL_FILE=str(target)), cwd=tmp_path)
+    assert run.returncode == 0 and target.exists()
+    run = run_child([str(BIN / "torch-otel"), "run", "--", sys.executable, "-c", "import torch"],
+                    unconfigured_env(OTEL_TRACES_EXPORTER="none", OTEL_LOGS_EXPORTER="none",
+                                     OTEL_METRICS_EXPORTER="none"), cwd=tmp_path)
+    assert run.returncode == 0 and len(list(tmp_path.glob("torch-otel-*.jsonl"))) == 0
+    assert "torch-otel:" not in run.stderr
