@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from e2e import WORKLOAD, child_env, fingerprint, launcher_command, run_child
@@ -14,8 +16,20 @@ def collect(collector, otlp_sink, launcher: str, protocol: str = "grpc"):
     run = run_child(launcher_command(launcher, WORKLOAD), child_env(collector, protocol))
     assert run.returncode == 0, run.stderr[-3000:]
     otlp_sink.wait_for(lambda s: any(r.event_name == "pytorch.artifact.recompiles" for r in s.log_records()))
-    # Everything is flushed at exit, so once the recompile record is in, the rest is too.
-    return run, otlp_sink.log_records()
+    return run, settled_log_records(otlp_sink)
+
+
+def settled_log_records(sink, quiet: float = 0.6, timeout: float = 15.0):
+    """The records once the collector has stopped forwarding more (it batches, so they arrive in several parts)."""
+    deadline = time.monotonic() + timeout
+    records = sink.log_records()
+    while time.monotonic() < deadline:
+        time.sleep(quiet)
+        latest = sink.log_records()
+        if len(latest) == len(records):
+            return latest
+        records = latest
+    return records
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])

@@ -3,6 +3,7 @@ set up the SDK from OTEL_*, start the bridge, and flush on SIGTERM."""
 
 from __future__ import annotations
 
+import atexit
 import os
 import signal
 import sys
@@ -10,6 +11,7 @@ import threading
 from typing import NoReturn
 
 from torch_otel.instrumentor import TorchInstrumentor, instrument
+from torch_otel.metrics import HEALTH
 from torch_otel.sdk_setup import Providers, configure_sdk, export_plan, sdk_disabled
 from torch_otel.settings import Settings, SettingsError
 from torch_otel.torch_import import import_torch_checked
@@ -28,6 +30,8 @@ def start() -> None:
     try:
         if sdk_disabled():
             return
+        # Registered before torch is imported, so it runs after torch's own exit handlers (which still log).
+        atexit.register(_finish_at_exit)
         settings = Settings.from_env()
         export_plan()
         import_torch_checked()
@@ -44,22 +48,53 @@ def start() -> None:
             "a collector instead).\n"
         )
     instrument(settings=settings)
-    _flush_on_sigterm(providers, settings.shutdown_timeout)
+    bridge = TorchInstrumentor.bridge
+    if bridge is not None:
+        atexit.unregister(bridge.flush)  # finish() flushes it within the same deadline
+    _started.append((providers, settings.shutdown_timeout))
+    _finish_on_sigterm(providers, settings.shutdown_timeout)
 
 
-def _flush_on_sigterm(providers: Providers, timeout: float) -> None:
+_started: list[tuple[Providers, float]] = []
+
+
+def _finish_at_exit() -> None:
+    while _started:
+        finish(*_started.pop())
+
+
+def finish(providers: Providers, timeout: float) -> None:
+    """Export what is queued and shut the SDK down within ``timeout`` seconds, then report any loss once."""
+    bridge = TorchInstrumentor.bridge
+    if bridge is not None:
+        bridge.drain()
+    completed = providers.shutdown(timeout)
+    losses = loss_summary(bridge.dropped if bridge else 0, HEALTH.export_failures, completed, timeout)
+    if losses:
+        sys.stderr.write(f"torch-otel: {losses}\n")
+
+
+def loss_summary(dropped: int, export_failures: dict[str, int], completed: bool, timeout: float) -> str:
+    parts = []
+    if dropped:
+        parts.append(f"{dropped} log records dropped because the queue was full (TORCH_OTEL_QUEUE_SIZE)")
+    failed = {signal: count for signal, count in export_failures.items() if count}
+    if failed:
+        parts.append("failed export requests: " + ", ".join(f"{count} {signal}" for signal, count in failed.items()))
+    if not completed:
+        parts.append(f"the final flush did not finish within TORCH_OTEL_SHUTDOWN_TIMEOUT={timeout:g}s")
+    return "; ".join(parts) + ("; see torch_otel.* metrics and `torch-otel doctor`." if parts else "")
+
+
+def _finish_on_sigterm(providers: Providers, timeout: float) -> None:
     if threading.current_thread() is not threading.main_thread():
         return
     if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
         return
 
-    def flush_then_terminate(signum: int, frame: object) -> None:
-        bridge = TorchInstrumentor.bridge
-        if bridge is not None:
-            bridge.flush(timeout)
-        for name in providers.created:
-            getattr(providers, f"{name}_provider").force_flush(int(timeout * 1000))
+    def finish_then_terminate(signum: int, frame: object) -> None:
+        _finish_at_exit()
         signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)
 
-    signal.signal(signal.SIGTERM, flush_then_terminate)
+    signal.signal(signal.SIGTERM, finish_then_terminate)

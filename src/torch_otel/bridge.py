@@ -183,6 +183,10 @@ class LogBridge:
             self._wakeup.clear()
             self._export_pending()
 
+    def drain(self) -> None:
+        """Hand every queued record to the SDK now (without waiting for the SDK to export them)."""
+        self._export_pending()
+
     def _export_pending(self) -> None:
         with self._export_lock:
             token = exporting.set(True)

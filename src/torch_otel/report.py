@@ -140,6 +140,9 @@ class Batch:
 
 _SIGNALS = ("resourceSpans", "resourceLogs", "resourceMetrics")
 _HEX = re.compile(r"[0-9a-fA-F]*")
+_INT = re.compile(r"\s*[-+]?[0-9]{1,20}\s*")
+_INT64_MIN, _UINT64_MAX = -(2**63), 2**64 - 1
+_CUT_TOKEN = re.compile(r"[-+.eE0-9]*|t(r(u)?)?|f(a(l(se?)?)?)?|n(u(l)?)?|N(a)?|-?I(n(f(i(n(i(ty?)?)?)?)?)?)?")
 _STATUS_CODES = {"STATUS_CODE_UNSET": 0, "STATUS_CODE_OK": 1, "STATUS_CODE_ERROR": 2}
 _TEMPORALITIES = {
     "AGGREGATION_TEMPORALITY_UNSPECIFIED": 0, "AGGREGATION_TEMPORALITY_DELTA": 1, "AGGREGATION_TEMPORALITY_CUMULATIVE": 2,
@@ -191,16 +194,18 @@ def _int64(value: Any, name: str) -> int:
         return 0
     if isinstance(value, bool):
         raise ReportParseError("expected an integer, got a boolean", (name,))
+    number: int | None = None
     if isinstance(value, int):
-        return value
-    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and len(value) <= 24:
-        try:
-            return int(value.strip())
-        except ValueError:
-            pass
-    raise ReportParseError(f"expected an integer, got {_kind(value)}", (name,))
+        number = value
+    elif isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        number = int(value)
+    elif isinstance(value, str) and _INT.fullmatch(value):
+        number = int(value)
+    if number is None:
+        raise ReportParseError(f"expected an integer, got {_kind(value)}", (name,))
+    if not _INT64_MIN <= number <= _UINT64_MAX:
+        raise ReportParseError("integer out of the 64-bit range", (name,))
+    return number
 
 
 def _double(value: Any, name: str) -> float:
@@ -390,7 +395,9 @@ def _decode_json(text: str) -> Any:
     except RecursionError:
         raise ReportParseError("JSON nested too deeply") from None
     except json.JSONDecodeError as error:
-        if error.pos >= len(text):
+        # A line cut short ends inside a string, or fails at its very end, or on the start of a number or literal
+        # it cut ("0." of "0.5", "tr" of "true"); garbage, or a line damaged in the middle, fails before that.
+        if error.msg.startswith("Unterminated string") or _CUT_TOKEN.fullmatch(text, error.pos):
             raise ReportParseError(f"truncated JSON: the line ends inside a value (after {len(text)} characters)") from None
         raise ReportParseError(f"invalid JSON at column {error.colno}: {error.msg}") from None
     except ValueError as error:  # e.g. an integer literal longer than Python converts
@@ -459,6 +466,7 @@ class FunctionRow:
     max_us: float
     backward_compiles: int
     backward_total_us: float
+    compile_ids: tuple[str, ...] = ()  # forward compiles, in compile id order (per process: "rank 1 0/0")
 
 
 @dataclass(frozen=True)
@@ -561,7 +569,7 @@ class Report:
 def compile_id_sort_key(compile_id: str | None) -> tuple:
     """torch's compile ids in their natural order: 0/1 < 0/10 < 1/0; compiled-autograd ids (``!0/0/1``) last."""
     text = compile_id or ""
-    return (text.startswith("!"), tuple(int(part[:18]) for part in re.findall(r"\d+", text)), text)
+    return (text.startswith("!"), tuple(int(part[:18]) for part in re.findall(r"[0-9]+", text)), text)
 
 
 def _text(value: Any) -> str | None:
@@ -577,7 +585,7 @@ def _int_value(value: Any) -> int | None:
         return value
     if isinstance(value, float) and math.isfinite(value):
         return int(value)
-    if isinstance(value, str) and value.strip().isdigit() and len(value) < 19:
+    if isinstance(value, str) and re.fullmatch(r"[0-9]{1,18}", value.strip()):
         return int(value)
     return None
 
@@ -732,7 +740,7 @@ class ReportBuilder:
             if compile_id is not None:
                 by_compile_id.setdefault((span.process, compile_id), span)
         by_span_id = {(s.trace_id, s.span_id): s for s in compiles}
-        functions = self._functions(compiles, backwards, by_compile_id, by_span_id)
+        functions = self._functions(compiles, backwards, by_compile_id, by_span_id, labels)
         recompiles = self._recompiles(compiles, spans, by_compile_id, labels)
         graph_breaks = self._graph_breaks(spans, by_compile_id, labels)
         limits = self._limits(spans, by_compile_id, labels)
@@ -768,10 +776,14 @@ class ReportBuilder:
             return float(value)
         return max(0, span.end_ns - span.start_ns) / 1000.0
 
-    def _functions(self, compiles: list[Span], backwards: list[Span], by_compile_id: dict, by_span_id: dict
-                   ) -> tuple[FunctionRow, ...]:
+    def _functions(self, compiles: list[Span], backwards: list[Span], by_compile_id: dict, by_span_id: dict,
+                   labels: dict) -> tuple[FunctionRow, ...]:
         stats: dict[tuple, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+        compile_ids: dict[tuple, set[tuple[str, str]]] = defaultdict(set)
         for span in compiles:
+            compile_id = _text(span.attributes.get(catalog.ATTR_COMPILE_ID))
+            if compile_id is not None:
+                compile_ids[self._function_of(span)].add((labels[span.process], compile_id))
             row = stats[self._function_of(span)]
             duration = self._duration_us(span)
             row["compiles"] += 1
@@ -791,7 +803,9 @@ class ReportBuilder:
             row["failures"] += span.status_code == 2
         rows = [
             FunctionRow(function, file, line, int(s["compiles"]), int(s["recompiles"]), int(s["failures"]),
-                        s["total_us"], s["max_us"], int(s["backward_compiles"]), s["backward_total_us"])
+                        s["total_us"], s["max_us"], int(s["backward_compiles"]), s["backward_total_us"],
+                        tuple(_with_process(process, compile_id) for process, compile_id in sorted(
+                            compile_ids[(function, file, line)], key=lambda pc: (pc[0], compile_id_sort_key(pc[1])))))
             for (function, file, line), s in stats.items()
         ]
         rows.sort(key=lambda r: (-(r.total_us + r.backward_total_us), r.function, r.file, r.line or 0))
@@ -1016,6 +1030,7 @@ def format_count(value: float | None) -> str:
 
 
 def location(file: str, line: int | None, width: int = 60) -> str:
+    """``file:line``, the file cut from the left to ``width`` characters (0: never)."""
     if not file:
         return "?"
     return truncate_left(clean(file), width) + (f":{line}" if line is not None else "")
@@ -1056,6 +1071,7 @@ def _with_process(process: str, compile_id: str | None) -> str:
 
 def render_text(report: Report, width: int = DEFAULT_WIDTH) -> str:
     """The terminal summary: five sections of aligned columns; long reasons are cut to fit ``width`` (0: never)."""
+    path_width = 60 if width > 0 else 0
     out: list[str] = []
     out.append(
         f"torch-otel report: {_plural(len(report.files), 'file')}, {_plural(report.lines, 'line')}: "
@@ -1068,12 +1084,13 @@ def render_text(report: Report, width: int = DEFAULT_WIDTH) -> str:
     out += ["", "Compiles per function"]
     if report.functions:
         out += _table(
-            ("function", "location", "compiles", "recompiles", "failed", "total", "max", "backward", "backward total"),
-            [(r.function, location(r.file, r.line), str(r.compiles), str(r.recompiles), str(r.failures),
+            ("function", "location", "compiles", "recompiles", "failed", "total", "max", "backward", "backward total",
+             "compile ids"),
+            [(r.function, location(r.file, r.line, path_width), str(r.compiles), str(r.recompiles), str(r.failures),
               format_us(r.total_us), format_us(r.max_us), str(r.backward_compiles),
-              format_us(r.backward_total_us) if r.backward_compiles else "-")
+              format_us(r.backward_total_us) if r.backward_compiles else "-", ", ".join(r.compile_ids))
              for r in report.functions],
-            width, flex=1, right=(2, 3, 4, 5, 6, 7, 8), caps={0: NAME_CAP},
+            width, flex=-1, right=(2, 3, 4, 5, 6, 7, 8), caps={0: NAME_CAP},
         )
     else:
         out.append("  (no torch.compile spans in the input)")
@@ -1097,7 +1114,7 @@ def render_text(report: Report, width: int = DEFAULT_WIDTH) -> str:
     if report.graph_breaks:
         out += _table(
             ("compile id", "function", "user location", "count", "reason"),
-            [(_with_process(r.process, r.compile_id), r.function, location(r.file, r.line), str(r.count),
+            [(_with_process(r.process, r.compile_id), r.function, location(r.file, r.line, path_width), str(r.count),
               reason_summary(r.reason)) for r in report.graph_breaks],
             width, right=(3,), caps={0: 24, 1: NAME_CAP, 2: 60},
         )

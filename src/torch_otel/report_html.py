@@ -172,10 +172,26 @@ def _timeline(report: Report, data: list[dict[str, Any]]) -> list[str]:
         notes.append(f"{report.lanes_omitted} more traces with compiles are not drawn (the page keeps to "
                      f"{len(data)} spans); the tables below count them all.")
     if report.traces_without_compiles:
-        notes.append(f"{report.traces_without_compiles} traces without a compile are not drawn.")
+        n = report.traces_without_compiles
+        notes.append(f"{n} trace{'' if n == 1 else 's'} without a compile {'is' if n == 1 else 'are'} not drawn.")
     out += [f'<p class="muted">{esc(note)}</p>' for note in notes]
     out.append("</section>")
     return out
+
+
+class Markup(str):
+    """A table cell that is HTML already (built from escaped parts)."""
+
+
+def _cell(value: Any) -> str:
+    return value if isinstance(value, Markup) else esc(value)
+
+
+def _reason_cell(reason: str) -> Markup:
+    summary = reason_summary(reason)
+    if summary == reason.strip():
+        return Markup(esc(reason))
+    return Markup(f"<details><summary>{esc(summary)}</summary>{esc(reason)}</details>")
 
 
 def _table(title: str, headers: Sequence[str], rows: Iterable[Sequence[str]], empty: str, numeric: Sequence[int] = (),
@@ -189,7 +205,7 @@ def _table(title: str, headers: Sequence[str], rows: Iterable[Sequence[str]], em
         f'<th{" class=num" if i in numeric else ""}>{esc(h)}</th>' for i, h in enumerate(headers)) + "</tr></thead><tbody>")
     for row in rows:
         out.append("<tr>" + "".join(
-            f'<td{" class=num" if i in numeric else ""}>{esc(cell)}</td>' for i, cell in enumerate(row)) + "</tr>")
+            f'<td{" class=num" if i in numeric else ""}>{_cell(cell)}</td>' for i, cell in enumerate(row)) + "</tr>")
     out.append("</tbody></table>")
     if note:
         out.append(f'<p class="muted">{esc(note)}</p>')
@@ -206,10 +222,11 @@ def _tables(report: Report) -> list[str]:
     out = []
     out += _table(
         "Compiles per function",
-        ("function", "location", "compiles", "recompiles", "failed", "total", "max", "backward", "backward total"),
-        [(r.function, location(r.file, r.line, 200), r.compiles, r.recompiles, r.failures, format_us(r.total_us),
-          format_us(r.max_us), r.backward_compiles, format_us(r.backward_total_us) if r.backward_compiles else "-")
-         for r in report.functions],
+        ("function", "location", "compiles", "recompiles", "failed", "total", "max", "backward", "backward total",
+         "compile ids"),
+        [(r.function, location(r.file, r.line, 0), r.compiles, r.recompiles, r.failures, format_us(r.total_us),
+          format_us(r.max_us), r.backward_compiles, format_us(r.backward_total_us) if r.backward_compiles else "-",
+          ", ".join(r.compile_ids)) for r in report.functions],
         "No torch.compile spans in the input.", numeric=(2, 3, 4, 5, 6, 7, 8),
     )
     out += _table(
@@ -227,7 +244,7 @@ def _tables(report: Report) -> list[str]:
     out += _table(
         "Graph breaks",
         ("compile id", "function", "user location", "count", "reason"),
-        [(_with_process(r.process, r.compile_id), r.function, location(r.file, r.line, 200), r.count, r.reason)
+        [(_with_process(r.process, r.compile_id), r.function, location(r.file, r.line, 0), r.count, _reason_cell(r.reason))
          for r in report.graph_breaks],
         "No graph breaks.", numeric=(3,),
     )
@@ -263,6 +280,7 @@ h1{font-size:20px;margin:0 0 4px}h2{font-size:16px;margin:24px 0 8px;border-bott
 table{border-collapse:collapse;width:100%;font-size:12px}
 th,td{text-align:left;padding:3px 8px;border-bottom:1px solid var(--line);vertical-align:top}
 td{white-space:pre-wrap;word-break:break-word}
+summary{cursor:pointer}
 th.num,td.num{text-align:right;white-space:nowrap}
 .controls{display:flex;gap:24px;align-items:center;flex-wrap:wrap;margin-bottom:6px}
 .legend span{margin-right:12px;white-space:nowrap}

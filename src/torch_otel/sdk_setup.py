@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import threading
+import time
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any, Mapping
@@ -213,9 +215,17 @@ class Providers:
     created: tuple[str, ...]
     file_path: Path | None = None
 
-    def shutdown(self) -> None:
-        for name in self.created:
-            getattr(self, f"{name}_provider").shutdown()
+    def shutdown(self, timeout: float) -> bool:
+        """Flush and shut down the providers torch-otel created, all at once, giving up after ``timeout`` seconds
+        (the threads are daemons, so an unreachable collector cannot hold the process at exit)."""
+        threads = [threading.Thread(target=getattr(self, f"{name}_provider").shutdown, daemon=True,
+                                    name=f"torch-otel-shutdown-{name}") for name in self.created]
+        deadline = time.monotonic() + timeout
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return not any(thread.is_alive() for thread in threads)
 
 
 def _is_unset(provider: Any) -> bool:
@@ -230,23 +240,23 @@ def configure_sdk(settings: Settings, environ: Mapping[str, str] | None = None) 
     created = []
     tracer_provider = trace.get_tracer_provider()
     if _is_unset(tracer_provider):
-        tracer_provider = TracerProvider(resource=resource, id_generator=PRIVATE_IDS)
+        tracer_provider = TracerProvider(resource=resource, id_generator=PRIVATE_IDS, shutdown_on_exit=False)
         if (span_exporter := _exporter(plan, "traces", file_sink)) is not None:
             tracer_provider.add_span_processor(BatchSpanProcessor(FailureCountingSpanExporter(span_exporter)))
         trace.set_tracer_provider(tracer_provider)
         created.append("tracer")
     logger_provider = _logs.get_logger_provider()
     if _is_unset(logger_provider):
-        logger_provider = LoggerProvider(resource=resource)
+        logger_provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
         if (log_exporter := _exporter(plan, "logs", file_sink)) is not None:
             batched = ByteBudgetLogExporter(log_exporter, settings.max_batch_bytes, _count_failure("logs"))
-            logger_provider.add_log_record_processor(BatchLogRecordProcessor(batched))
+            logger_provider.add_log_record_processor(BatchLogRecordProcessor(batched, max_queue_size=settings.queue_size))
         _logs.set_logger_provider(logger_provider)
         created.append("logger")
     meter_provider = metrics.get_meter_provider()
     if _is_unset(meter_provider):
         readers = _metric_readers(plan, environ, file_sink)
-        meter_provider = MeterProvider(resource=resource, metric_readers=readers)
+        meter_provider = MeterProvider(resource=resource, metric_readers=readers, shutdown_on_exit=False)
         metrics.set_meter_provider(meter_provider)
         created.append("meter")
     return Providers(tracer_provider, logger_provider, meter_provider, tuple(created), plan.file_path)

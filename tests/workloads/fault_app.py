@@ -1,9 +1,10 @@
 """Fault-injection workload: emits torch log records cheaply and reports on itself.
 
-Run under `torch-otel run`. Emits ``--count`` WARNING records ``<prefix>-<i>`` through torch's own
-``torch._dynamo`` logger (what torch's warnings go through), optionally pauses until a line arrives on stdin
-(so a test can break the collector), emits ``--after-count`` more, optionally sleeps (a test sends a signal),
-then prints one JSON line with its own timings, RSS and the bridge's counters, and exits with ``--exit-code``.
+Run under `torch-otel run`. For each stage ``NAME:COUNT`` of ``--stages`` it emits COUNT WARNING records
+``NAME-<i>`` through torch's own ``torch._dynamo`` logger (what torch's warnings go through); with ``--pause`` it
+prints ``PAUSED <stage>`` before every stage after the first and waits for a line on stdin (so a test can break
+or restart the collector in between). Then it optionally prints ``READY`` and sleeps (a test sends a signal),
+prints one JSON line with its own timings, RSS and the bridge's counters, and exits with ``--exit-code``.
 
 The JSON line's ``end`` is ``time.time()`` right before the program returns: whatever happens after it (atexit
 flushes) is torch-otel's shutdown cost, which tests compare with TORCH_OTEL_SHUTDOWN_TIMEOUT.
@@ -30,11 +31,8 @@ def rss_kb() -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--count", type=int, default=2000)
-    parser.add_argument("--prefix", default="rec")
-    parser.add_argument("--pause", action="store_true", help="print PAUSED and wait for a line on stdin")
-    parser.add_argument("--after-count", type=int, default=0)
-    parser.add_argument("--after-prefix", default="after-restart")
+    parser.add_argument("--stages", default="rec:2000", help="comma-separated NAME:COUNT")
+    parser.add_argument("--pause", action="store_true", help="print PAUSED <n> and read a line before stage n>0")
     parser.add_argument("--sleep", type=float, default=0.0, help="print READY, then sleep (signal target)")
     parser.add_argument("--settle", type=float, default=0.0, help="seconds to wait before measuring RSS again")
     parser.add_argument("--exit-code", type=int, default=3)
@@ -45,15 +43,16 @@ def main() -> int:
 
     log = logging.getLogger("torch._dynamo")
     rss_before = rss_kb()
-    emit_started = time.monotonic()
-    for i in range(args.count):
-        log.warning("%s-%d", args.prefix, i)
-    emit_seconds = time.monotonic() - emit_started
-    if args.pause:
-        print("PAUSED", flush=True)
-        sys.stdin.readline()
-    for i in range(args.after_count):
-        log.warning("%s-%d", args.after_prefix, i)
+    emit_seconds = 0.0
+    for number, stage in enumerate(args.stages.split(",")):
+        name, count = stage.rsplit(":", 1)
+        if args.pause and number:
+            print(f"PAUSED {number}", flush=True)
+            sys.stdin.readline()
+        emit_started = time.monotonic()
+        for i in range(int(count)):
+            log.warning("%s-%d", name, i)
+        emit_seconds += time.monotonic() - emit_started
     if args.sleep:
         print("READY", flush=True)
         time.sleep(args.sleep)

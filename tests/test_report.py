@@ -1,0 +1,766 @@
+"""`torch-otel report`: a real torch.compile run exported with the OTLP JSON file exporters (all three signals in one
+file), read back and compared with what in-memory exporters saw in the same run; Collector-style files; bad lines;
+the HTML page (and a headless-Chromium screenshot of it); fuzzing of the parser."""
+
+from __future__ import annotations
+
+import copy
+import gzip
+import html
+import io
+import json
+import os
+import re
+import shutil
+import struct
+import subprocess
+import zlib
+from collections import Counter
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from torch_otel import catalog, report
+from torch_otel.report import Progress, ReportParseError, parse_line, read_files, render_text
+from torch_otel.report_html import render_html
+
+from torch_state import preserved_torch_logging
+
+DATA = Path(__file__).parent / "data" / "report"
+STATIC = DATA / "collector_traces.jsonl"
+FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The real run
+# ---------------------------------------------------------------------------------------------------------------
+def graph_breaking_step(x):
+    y = x * 2
+    import torch
+
+    torch._dynamo.graph_break()
+    return y + 1
+
+
+@dataclass(frozen=True)
+class RealRun:
+    path: Path
+    spans: tuple  # ReadableSpan, from an InMemorySpanExporter on the same provider
+    logs: tuple  # ReadableLogRecord, from an InMemoryLogRecordExporter on the same provider
+
+    def lines(self) -> list[str]:
+        return self.path.read_text(encoding="utf-8").splitlines(keepends=True)
+
+
+@pytest.fixture(scope="module")
+def real_run(tmp_path_factory: pytest.TempPathFactory) -> RealRun:
+    """``request`` spans around an eager-compiled function with a graph break, called with a new shape (a
+    recompile), and a ``train_step`` with an aot_eager backward compile; spans, logs and metrics all go to ONE
+    file through the three json-file exporters, and spans and logs also to in-memory exporters (the truth)."""
+    file_exporters = pytest.importorskip(
+        "opentelemetry.exporter.otlp.json.file", reason="needs opentelemetry-exporter-otlp-json-file"
+    )
+    from opentelemetry.exporter.otlp.json.file._log_exporter import FileLogExporter  # not re-exported by the package
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    import torch
+
+    import torch_otel
+
+    path = tmp_path_factory.mktemp("report") / "telemetry.jsonl"
+    resource = Resource.create({"service.name": "report-test"})
+    span_truth, log_truth = InMemorySpanExporter(), InMemoryLogRecordExporter()
+    tracer_provider = TracerProvider(resource=resource)
+    for span_exporter in (file_exporters.FileSpanExporter(path), span_truth):
+        tracer_provider.add_span_processor(SimpleSpanProcessor(span_exporter))
+    logger_provider = LoggerProvider(resource=resource)
+    for log_exporter in (FileLogExporter(path), log_truth):
+        logger_provider.add_log_record_processor(SimpleLogRecordProcessor(log_exporter))
+    reader = PeriodicExportingMetricReader(file_exporters.FileMetricExporter(path), export_interval_millis=3_600_000)
+    meter_provider = MeterProvider(resource=resource, metric_readers=[reader])
+    with preserved_torch_logging():
+        torch._logging.set_logs(recompiles=True, graph_breaks=True, guards=True)
+        torch_otel.instrument(tracer_provider=tracer_provider, logger_provider=logger_provider,
+                              meter_provider=meter_provider, settings=torch_otel.Settings())
+        try:
+            tracer = tracer_provider.get_tracer("app")
+            step = torch.compile(graph_breaking_step, backend="eager", dynamic=False)
+            for size in (4, 4, 8):  # the third call recompiles (and so does the graph break's resume function)
+                with tracer.start_as_current_span("request"):
+                    step(torch.ones(size))
+            layer = torch.nn.Linear(4, 4)
+
+            def loss(x):
+                return layer(x).relu().sum()
+
+            train = torch.compile(loss, backend="aot_eager")
+            with tracer.start_as_current_span("train_step"):
+                train(torch.ones(2, 4)).backward()
+            torch_otel.flush(10)
+        finally:
+            torch_otel.uninstrument()
+    reader.force_flush()  # one cumulative export now ...
+    meter_provider.shutdown()  # ... and the same running totals again at shutdown
+    tracer_provider.shutdown()
+    logger_provider.shutdown()
+    return RealRun(path, tuple(span_truth.get_finished_spans()), tuple(log_truth.get_finished_logs()))
+
+
+def hex_trace(span) -> str:
+    return format(span.context.trace_id, "032x")
+
+
+def compile_spans(run: RealRun) -> list:
+    return [s for s in run.spans if s.name == catalog.SPAN_COMPILE]
+
+
+def truth_compile_ids(run: RealRun) -> set[str]:
+    return {s.attributes[catalog.ATTR_COMPILE_ID] for s in compile_spans(run)}
+
+
+def truth_recompiles(run: RealRun) -> set[tuple[str, tuple[str, ...]]]:
+    return {
+        (s.attributes[catalog.ATTR_COMPILE_ID], tuple(e.attributes[catalog.ATTR_RECOMPILE_REASONS]))
+        for s in compile_spans(run) for e in s.events if e.name == catalog.EVENT_RECOMPILE
+    }
+
+
+def truth_graph_breaks(run: RealRun) -> set[tuple[str, str, int]]:
+    return {
+        (e.attributes[catalog.ATTR_COMPILE_ID], e.attributes[catalog.ATTR_CODE_FILE], e.attributes[catalog.ATTR_CODE_LINE])
+        for s in compile_spans(run) for e in s.events if e.name == catalog.EVENT_GRAPH_BREAK
+    }
+
+
+def truth_artifacts(run: RealRun) -> Counter:
+    return Counter(
+        (r.log_record.attributes.get(catalog.ATTR_COMPILE_ID), r.log_record.event_name) for r in run.logs
+        if (r.log_record.event_name or "").startswith(catalog.ARTIFACT_EVENT_PREFIX)
+    )
+
+
+def report_compile_ids(rep: report.Report) -> set[str]:
+    return {compile_id for row in rep.functions for compile_id in row.compile_ids}
+
+
+def report_artifacts(rep: report.Report) -> Counter:
+    return Counter({(row.compile_id, name): n for row in rep.artifacts for name, n in row.counts})
+
+
+def run_main(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = report.main(list(argv), out=out, err=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Round trip
+# ---------------------------------------------------------------------------------------------------------------
+def test_one_file_holds_all_three_signals(real_run: RealRun):
+    kinds = Counter(next(iter(json.loads(line))) for line in real_run.lines())
+    assert set(kinds) == {"resourceSpans", "resourceLogs", "resourceMetrics"}
+
+
+def test_report_shows_exactly_what_the_in_memory_exporter_saw(real_run: RealRun):
+    result = read_files([str(real_run.path)])
+    assert result.error_count == 0
+    rep = result.report
+    assert {"0/0", "0/1", "1/0", "1/1"} <= truth_compile_ids(real_run)
+    assert report_compile_ids(rep) == truth_compile_ids(real_run)
+    assert rep.compile_spans == len(compile_spans(real_run))
+
+    assert truth_recompiles(real_run)
+    assert {(r.compile_id, r.reasons) for r in rep.recompiles} == truth_recompiles(real_run)
+    parents = {s.context.span_id: s for s in real_run.spans}
+    for span in compile_spans(real_run):
+        if catalog.ATTR_RECOMPILE_REASON in span.attributes:
+            (row,) = [r for r in rep.recompiles if r.compile_id == span.attributes[catalog.ATTR_COMPILE_ID]]
+            assert row.app_span == parents[span.parent.span_id].name == "request"
+            assert row.trace_id == hex_trace(span)
+            assert row.function == span.attributes[catalog.ATTR_CODE_FUNCTION]
+
+    assert truth_graph_breaks(real_run)
+    assert {(r.compile_id, r.file, r.line) for r in rep.graph_breaks} == truth_graph_breaks(real_run)
+    assert all(r.file == __file__ and r.count == 1 for r in rep.graph_breaks)  # the span event and its log twin: once
+
+    truth_functions = Counter(s.attributes[catalog.ATTR_CODE_FUNCTION] for s in compile_spans(real_run))
+    assert {r.function: r.compiles for r in rep.functions} == truth_functions
+    backward = [s for s in real_run.spans if s.name == catalog.SPAN_BACKWARD_COMPILE]
+    assert backward and rep.backward_spans == len(backward)
+    (loss_row,) = [r for r in rep.functions if r.function == "loss"]
+    assert loss_row.backward_compiles == len(backward)
+    step_row = next(r for r in rep.functions if r.function == "graph_breaking_step")
+    assert step_row.compiles == 2 and step_row.recompiles == 1 and step_row.file == __file__
+    truth_step_us = [s.attributes["pytorch.compile.duration_us"] for s in compile_spans(real_run)
+                     if s.attributes[catalog.ATTR_CODE_FUNCTION] == "graph_breaking_step"]
+    assert step_row.total_us == sum(truth_step_us) and step_row.max_us == max(truth_step_us)
+
+    assert report_artifacts(rep) == truth_artifacts(real_run)
+    assert {name for _, name in truth_artifacts(real_run)} >= {"pytorch.artifact.recompiles", "pytorch.artifact.guards"}
+
+    for row in rep.caches:
+        if row.cache in catalog.CACHES:
+            truth = sum(s.attributes[report.cache_count_attribute(row.cache, "hit")] for s in compile_spans(real_run))
+            assert row.span_hits == truth
+
+    compile_traces = {hex_trace(s) for s in real_run.spans if s.name.startswith(catalog.SPAN_COMPILE)}
+    assert {lane.trace_id for lane in rep.lanes} == compile_traces
+    assert {lane.title for lane in rep.lanes} == {"request", "train_step"}
+
+    text = render_text(rep, width=0)
+    for compile_id in truth_compile_ids(real_run):
+        assert re.search(rf"(?<![\w/]){re.escape(compile_id)}(?![\w/])", text)
+    for _, reasons in truth_recompiles(real_run):
+        assert all(reason in text for reason in reasons)
+    for _, file, line in truth_graph_breaks(real_run):
+        assert f"{file}:{line}" in text
+
+
+def test_main_prints_the_report_and_exits_0(real_run: RealRun):
+    code, out, err = run_main(str(real_run.path))
+    assert (code, err) == (0, "")  # stderr is no terminal: no progress line
+    assert out.startswith("torch-otel report: 1 file,")
+    for section in ("Compiles per function", "Recompiles", "Graph breaks", "Cache", "Artifacts per compile id"):
+        assert f"\n{section}" in out
+    assert "request" in out and "graph_breaking_step" in out
+    assert max(len(line) for line in out.splitlines()) <= report.DEFAULT_WIDTH + 40
+
+
+def test_static_collector_style_file_gives_the_exact_report():
+    rep = read_files([str(STATIC)]).report
+    assert (rep.lines, rep.span_count, rep.compile_spans, rep.log_count) == (4, 5, 2, 0)
+    (function,) = rep.functions
+    assert (function.function, function.file, function.line, function.compiles, function.recompiles) == (
+        "forward", "/srv/model.py", 41, 2, 1)
+    assert (function.total_us, function.max_us, function.compile_ids) == (90_000, 50_000, ("0/0", "0/1"))
+    (recompile,) = rep.recompiles
+    assert recompile == report.RecompileRow(
+        "", "0/1", "forward",
+        ("0/0: tensor 'x' size mismatch at index 0. expected 8, actual 16", "0/0: tensor 'x' dtype mismatch"),
+        "POST /predict", "0af7651916cd43dd8448eb211c80319c", recompile.time_ns,
+    )
+    (graph_break,) = rep.graph_breaks
+    assert (graph_break.compile_id, graph_break.file, graph_break.line) == ("0/0", "/srv/model.py", 47)
+    assert report.reason_summary(graph_break.reason) == "Data-dependent branching"
+    assert {r.cache: (r.span_hits, r.span_misses) for r in rep.caches}["aotautograd_local"] == (2, 0)
+    assert [lane.title for lane in rep.lanes] == ["POST /predict", "POST /predict"]
+    assert [bar.depth for bar in rep.lanes[0].bars] == [0, 1, 2]  # app span, torch.compile, entire_frame_compile
+    text = render_text(rep)
+    assert "0/1         forward   POST /predict  0af7651916cd43dd8448eb211c80319c  0/0: tensor 'x' size mismatch" in text
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Collector-style files: one signal per file, unknown fields
+# ---------------------------------------------------------------------------------------------------------------
+def _walk(value: Any, visit: Callable[[dict], None]) -> None:
+    if isinstance(value, dict):
+        visit(value)
+        for child in list(value.values()):
+            _walk(child, visit)
+    elif isinstance(value, list):
+        for child in value:
+            _walk(child, visit)
+
+
+def collector_style(line: str) -> str:
+    """The same request with fields this reader does not know at every level, and int64s as plain JSON numbers."""
+    document = json.loads(line)
+    document["x-collector-extension"] = {"anything": [1, "two", None]}
+    for signal in ("resourceSpans", "resourceLogs", "resourceMetrics"):
+        for resource in document.get(signal, []):
+            resource["schemaUrl"] = "https://opentelemetry.io/schemas/1.26.0"
+            resource["entityRefs"] = [{"type": "service", "idKeys": ["service.name"]}]
+            resource["resource"]["droppedAttributesCount"] = 0
+            for scope in resource.get("scopeSpans", []) + resource.get("scopeLogs", []):
+                scope["futureScopeField"] = True
+                for item in scope.get("spans", []) + scope.get("logRecords", []):
+                    item["futureField"] = {"nested": [1, 2, {"x": None}]}
+                    item.setdefault("attributes", []).append({"key": "future.value", "value": {"futureKind": {"a": 1}}})
+
+    def numbers(node: dict) -> None:
+        if isinstance(node.get("intValue"), str):
+            node["intValue"] = int(node["intValue"])
+
+    _walk(document, numbers)
+    return json.dumps(document) + "\n"
+
+
+def test_collector_spans_only_file_with_unknown_fields(real_run: RealRun, tmp_path: Path):
+    lines = [collector_style(line) for line in real_run.lines() if line.startswith('{"resourceSpans"')]
+    path = tmp_path / "traces.json"
+    path.write_text('{"resourceProfiles":[]}\n\n' + "".join(lines))
+    result = read_files([str(path)])
+    assert result.error_count == 0
+    rep = result.report
+    assert rep.log_count == 0 and rep.point_count == 0 and not rep.artifacts
+    assert report_compile_ids(rep) == truth_compile_ids(real_run)
+    assert {(r.compile_id, r.reasons) for r in rep.recompiles} == truth_recompiles(real_run)
+    assert {r.app_span for r in rep.recompiles} == {"request"}
+    assert {(r.compile_id, r.file, r.line) for r in rep.graph_breaks} == truth_graph_breaks(real_run)
+
+
+def test_collector_logs_only_file(real_run: RealRun, tmp_path: Path):
+    lines = [collector_style(line) for line in real_run.lines() if line.startswith('{"resourceLogs"')]
+    path = tmp_path / "logs.json"
+    path.write_text("".join(lines))
+    code, out, err = run_main(str(path))
+    assert (code, err) == (0, "")
+    rep = read_files([str(path)]).report
+    assert rep.span_count == 0 and not rep.functions
+    # the pytorch.recompile and pytorch.graph_break log records carry what the span events carry
+    assert {(r.compile_id, r.reasons) for r in rep.recompiles} == truth_recompiles(real_run)
+    assert {r.app_span for r in rep.recompiles} == {"?"}  # a log record does not say its span's name ...
+    by_id = {s.attributes[catalog.ATTR_COMPILE_ID]: s for s in compile_spans(real_run)}
+    for row in rep.recompiles:  # ... but it carries the trace
+        assert row.trace_id == hex_trace(by_id[row.compile_id])
+    assert {(r.compile_id, r.file, r.line) for r in rep.graph_breaks} == truth_graph_breaks(real_run)
+    assert report_artifacts(rep) == truth_artifacts(real_run)
+    assert "(no torch.compile spans in the input)" in out
+
+
+def _write_cache_metrics(path: Path, temporality: str, adds: list[tuple[int, str]]) -> None:
+    from opentelemetry.exporter.otlp.json.file import FileMetricExporter
+    from opentelemetry.sdk.metrics import Counter as CounterInstrument
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import AggregationTemporality, PeriodicExportingMetricReader
+
+    exporter = FileMetricExporter(path, preferred_temporality={
+        CounterInstrument: getattr(AggregationTemporality, temporality)})
+    reader = PeriodicExportingMetricReader(exporter, export_interval_millis=3_600_000)
+    provider = MeterProvider(metric_readers=[reader])
+    lookups = provider.get_meter("torch._dynamo").create_counter(catalog.METRIC_CACHE_LOOKUPS)
+    for value, result in adds:
+        lookups.add(value, {catalog.LABEL_CACHE: "aotautograd_local", catalog.LABEL_CACHE_RESULT: result})
+        reader.force_flush()  # one export (one line) per add
+    provider.shutdown()
+
+
+def test_cache_metric_counts_cumulative_totals_once_and_sums_deltas(tmp_path: Path):
+    pytest.importorskip("opentelemetry.exporter.otlp.json.file", reason="needs opentelemetry-exporter-otlp-json-file")
+    adds = [(3, "hit"), (2, "hit"), (4, "miss")]
+    cumulative, delta = tmp_path / "cumulative.jsonl", tmp_path / "delta.jsonl"
+    _write_cache_metrics(cumulative, "CUMULATIVE", adds)
+    _write_cache_metrics(delta, "DELTA", adds)
+    assert len(cumulative.read_text().splitlines()) >= 3  # running totals, exported again and again
+    for paths, factor in (([cumulative], 1), ([delta], 1), ([cumulative, delta], 2)):
+        rep = read_files([str(p) for p in paths]).report
+        row = {r.cache: r for r in rep.caches}["aotautograd_local"]
+        assert (row.metric_hits, row.metric_misses) == (5 * factor, 4 * factor)
+        assert row.span_hits is None
+    code, out, _ = run_main(str(cumulative))
+    assert code == 0 and re.search(r"aotautograd_local\s+-\s+-\s+5\s+4", out)
+
+
+def test_gzip_files_are_read_and_zstd_ones_refused_clearly(tmp_path: Path):
+    compressed = tmp_path / "traces.jsonl.gz"
+    compressed.write_bytes(gzip.compress(STATIC.read_bytes()))
+    assert read_files([str(compressed)]).report == dataclass_replace_files(read_files([str(STATIC)]).report, compressed)
+    zstd = tmp_path / "traces.jsonl.zst"
+    zstd.write_bytes(b"\x28\xb5\x2f\xfd" + b"\0" * 20)
+    code, out, err = run_main(str(zstd))
+    assert (code, out) == (2, "") and err.count("\n") == 1 and "zstd" in err and str(zstd) in err
+
+
+def dataclass_replace_files(rep: report.Report, path: Path) -> report.Report:
+    import dataclasses
+
+    return dataclasses.replace(rep, files=(str(path),))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Bad input
+# ---------------------------------------------------------------------------------------------------------------
+def test_malformed_and_truncated_lines_are_named_and_the_rest_reported(real_run: RealRun, tmp_path: Path):
+    lines = real_run.lines()
+    bad = tmp_path / "damaged.jsonl"
+    longest = max(lines, key=len)
+    bad.write_text("".join(lines[:3]) + "garbage, not JSON\n" + "".join(lines[3:]) + longest[: len(longest) // 2])
+    garbage_line, truncated_line = 4, len(lines) + 2
+    code, out, err = run_main(str(bad))
+    assert code == 1
+    error_lines = err.splitlines()
+    assert len(error_lines) == 3
+    assert error_lines[0].startswith(f"torch-otel report: {bad}:{garbage_line}: invalid JSON")
+    assert error_lines[1].startswith(f"torch-otel report: {bad}:{truncated_line}: truncated JSON")
+    assert "2 malformed lines skipped" in error_lines[2]
+    good = read_files([str(real_run.path)]).report
+    damaged = read_files([str(bad)]).report
+    assert damaged.recompiles == good.recompiles and damaged.graph_breaks == good.graph_breaks
+    assert damaged.functions == good.functions and damaged.artifacts == good.artifacts
+    for compile_id in truth_compile_ids(real_run):
+        assert compile_id in out
+
+
+def test_error_lines_are_capped_with_a_total(tmp_path: Path):
+    path = tmp_path / "mostly-bad.jsonl"
+    path.write_text("".join(f"[{i}]\n" for i in range(12)) + STATIC.read_text())
+    code, out, err = run_main(str(path))
+    assert code == 1
+    shown = [re.match(rf"torch-otel report: {re.escape(str(path))}:(\d+): ", line) for line in err.splitlines()]
+    assert [int(match.group(1)) for match in shown if match] == [1, 2, 3, 4, 5]
+    assert "12 malformed lines skipped of 16; the first 5 shown" in err
+    assert "POST /predict" in out  # the good lines are still reported
+
+
+@pytest.mark.parametrize("kind", ["missing", "directory"])
+def test_unreadable_file_is_one_line_and_exit_2(tmp_path: Path, kind: str):
+    path = tmp_path / "nope.jsonl"
+    if kind == "directory":
+        path.mkdir()
+    code, out, err = run_main(str(STATIC), str(path))
+    assert (code, out) == (2, "")
+    assert err == f"torch-otel report: {path}: {'no such file' if kind == 'missing' else 'is a directory'}\n"
+
+
+def test_usage_errors_exit_2_and_help_exits_0():
+    code, out, err = run_main()
+    assert code == 2 and "usage: torch-otel report" in err and out == ""
+    code, out, err = run_main("--help")
+    assert code == 0 and "--html OUT" in out and err == ""
+
+
+def test_text_output_has_no_terminal_control_sequences():
+    span = json.loads(STATIC.read_text().splitlines()[1])
+    for attribute in span["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["attributes"]:
+        if attribute["key"] == catalog.ATTR_CODE_FUNCTION:
+            attribute["value"]["stringValue"] = "\x1b[2J\x1b[31mevil\nname\u2028\ud800"
+    text = render_text(report.build_report([parse_line(json.dumps(span))]))
+    assert "\x1b" not in text and "\ud800" not in text and "\u2028" not in text
+    assert "[2J [31mevil name" in text
+    text.encode("utf-8")  # printable
+
+
+def test_progress_is_shown_only_when_enabled_and_cleared():
+    stream = io.StringIO()
+    Progress(stream, 1000, enabled=False, interval=0, delay=0).update(500, "x.jsonl")
+    assert stream.getvalue() == ""
+    progress = Progress(stream, 2 * 1024 * 1024, enabled=True, interval=0, delay=0)
+    progress.update(1024 * 1024, "/some/where/x.jsonl")
+    assert stream.getvalue() == "\rtorch-otel report: reading x.jsonl  50% (1.0 MB of 2.0 MB)"
+    progress.close()
+    assert stream.getvalue().endswith("\r" + " " * 58 + "\r")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# HTML
+# ---------------------------------------------------------------------------------------------------------------
+class _Tags(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+
+
+def assert_self_contained(page: str) -> _Tags:
+    parser = _Tags()
+    parser.feed(page)
+    for tag, attrs in parser.tags:
+        for name in ("src", "href", "action", "srcset", "poster", "data"):
+            assert name not in attrs or not re.match(r"\s*(https?:)?//", attrs[name] or ""), (tag, attrs)
+        assert tag not in ("link", "iframe", "img", "object", "embed", "base")
+    assert not re.search(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", page, re.I)
+    assert not re.search(r"@import|url\(", page)
+    assert [attrs.get("src") for tag, attrs in parser.tags if tag == "script"] == [None, None]
+    assert page.count("</script>") == 2
+    return parser
+
+
+def test_html_is_self_contained_and_shows_compiles_and_reasons(real_run: RealRun, tmp_path: Path):
+    out_html = tmp_path / "report.html"
+    code, out, err = run_main(str(real_run.path), "--html", str(out_html))
+    assert code == 0 and err == f"torch-otel report: wrote {out_html}\n"
+    page = out_html.read_text(encoding="utf-8")
+    tags = assert_self_contained(page)
+    bars = [attrs for tag, attrs in tags.tags if tag == "div" and "bar" in (attrs.get("class") or "").split()]
+    assert len(bars) == len([s for s in real_run.spans if any(
+        hex_trace(s) == hex_trace(c) for c in real_run.spans if c.name.startswith(catalog.SPAN_COMPILE))])
+    for compile_id in truth_compile_ids(real_run):
+        assert f">torch.compile {compile_id}</div>" in page
+    for _, reasons in truth_recompiles(real_run):
+        for reason in reasons:
+            assert html.escape(reason) in page
+    recompile_bars = [attrs for attrs in bars if "k-recompile" in attrs["class"]]
+    assert len(recompile_bars) == len(truth_recompiles(real_run))
+    assert all("recompile: " in attrs["title"] for attrs in recompile_bars)  # the reason on hover
+    data = json.loads(re.search(r'<script type="application/json" id="span-data">(.*?)</script>', page, re.S).group(1))
+    assert len(data) == len(bars)
+    assert {d["a"].get(catalog.ATTR_COMPILE_ID) for d in data if d["n"] == catalog.SPAN_COMPILE} == truth_compile_ids(real_run)
+
+
+def test_html_escapes_a_script_injected_as_function_and_span_name(real_run: RealRun, tmp_path: Path):
+    payload = "<script>alert(1)</script>"
+
+    def inject(node: dict) -> None:
+        if node.get("key") == catalog.ATTR_CODE_FUNCTION:
+            node["value"] = {"stringValue": payload}
+        if node.get("name") == "request":
+            node["name"] = payload + '"onmouseover="alert(2)'
+
+    lines = []
+    for line in real_run.lines():
+        document = json.loads(line)
+        _walk(document, inject)
+        lines.append(json.dumps(document) + "\n")
+    path = tmp_path / "injected.jsonl"
+    path.write_text("".join(lines))
+    out_html = tmp_path / "injected.html"
+    code, out, _ = run_main(str(path), "--html", str(out_html))
+    assert code == 0
+    page = out_html.read_text(encoding="utf-8")
+    assert payload not in page and "<script>alert" not in page
+    assert html.escape(payload) in page
+    assert '"onmouseover="' not in page
+    assert_self_contained(page)
+    assert payload in out  # the terminal shows it as the text it is
+
+
+@pytest.mark.parametrize("injected", ["</script><script>alert(1)</script>", "<!--", "]]>", "\u2028"])
+def test_html_embeds_span_data_safely(injected: str):
+    line = json.loads(STATIC.read_text().splitlines()[0])
+    line["resourceSpans"][0]["scopeSpans"][0]["spans"][1]["attributes"].append(
+        {"key": "user.note", "value": {"stringValue": injected}})
+    page = render_html(report.build_report([parse_line(json.dumps(line))]))
+    assert_self_contained(page)
+    blob = re.search(r'<script type="application/json" id="span-data">(.*?)</script>', page, re.S).group(1)
+    assert "<" not in blob and any(d["a"].get("user.note") == injected for d in json.loads(blob))
+
+
+def _chromium() -> str | None:
+    for candidate in ("/usr/bin/chromium", shutil.which("chromium"), shutil.which("chromium-browser")):
+        if candidate and os.path.exists(candidate):
+            return candidate
+    return None
+
+
+def _png_pixels(data: bytes) -> tuple[int, int, list[bytes]]:
+    """Width, height and rows of RGB(A) bytes of an 8-bit truecolor PNG (what Chromium writes)."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    position, idat, header = 8, b"", None
+    while position < len(data):
+        length, kind = struct.unpack(">I4s", data[position:position + 8])
+        chunk = data[position + 8:position + 8 + length]
+        if kind == b"IHDR":
+            header = struct.unpack(">IIBBBBB", chunk)
+        elif kind == b"IDAT":
+            idat += chunk
+        position += 12 + length
+    width, height, depth, color, _, _, interlace = header
+    assert depth == 8 and color in (2, 6) and interlace == 0
+    channels = 3 if color == 2 else 4
+    raw, stride, rows, previous = zlib.decompress(idat), width * channels, [], bytearray(width * channels)
+    for y in range(height):
+        kind, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        for i in range(stride):
+            left = line[i - channels] if i >= channels else 0
+            up, up_left = previous[i], previous[i - channels] if i >= channels else 0
+            if kind == 1:
+                line[i] = (line[i] + left) & 0xFF
+            elif kind == 2:
+                line[i] = (line[i] + up) & 0xFF
+            elif kind == 3:
+                line[i] = (line[i] + (left + up) // 2) & 0xFF
+            elif kind == 4:
+                p = left + up - up_left
+                pa, pb, pc = abs(p - left), abs(p - up), abs(p - up_left)
+                line[i] = (line[i] + (left if pa <= pb and pa <= pc else up if pb <= pc else up_left)) & 0xFF
+        rows.append(bytes(line))
+        previous = line
+    return width, height, [bytes(r[i:i + 3]) for r in rows for i in range(0, stride, channels)]
+
+
+@pytest.mark.skipif(_chromium() is None, reason="chromium is not installed (Debian: apt-get install chromium); "
+                                               "it renders the HTML report headless for a screenshot")
+def test_html_renders_in_headless_chromium(real_run: RealRun, tmp_path: Path):
+    page, png, profile = tmp_path / "report.html", tmp_path / "shot.png", tmp_path / "profile"
+    assert run_main(str(real_run.path), "--html", str(page))[0] == 0
+    completed = subprocess.run(
+        [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
+         f"--screenshot={png}", "--window-size=1400,900", page.as_uri()],
+        capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL,
+    )
+    assert png.exists(), completed.stderr[-2000:]
+    width, height, pixels = _png_pixels(png.read_bytes())
+    assert (width, height) == (1400, 900)
+    colors = Counter(pixels)
+    assert len(colors) > 50 and png.stat().st_size > 10_000  # text, bars, tables: not a blank page
+
+    def near(rgb: tuple[int, int, int]) -> int:
+        return sum(n for color, n in colors.items() if all(abs(c - r) <= 4 for c, r in zip(color, rgb)))
+
+    assert near((0x3B, 0x7D, 0xD8)) > 500  # torch.compile bars
+    assert near((0xE8, 0x87, 0x1E)) > 500  # recompile bars
+    assert near((0x9C, 0xC3, 0xEE)) > 500  # phase bars
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Fuzzing: parse_line raises ReportParseError or returns; what it returns can always be reported
+# ---------------------------------------------------------------------------------------------------------------
+def parses_or_says_why(line: str | bytes) -> report.Batch | None:
+    try:
+        batch = parse_line(line)
+    except ReportParseError as error:
+        assert str(error)
+        event("rejected")
+        return None
+    event("parsed: " + ("with items" if batch.spans or batch.logs or batch.points else "empty"))
+    return batch
+
+
+def reports(batch: report.Batch | None) -> None:
+    if batch is None:
+        return
+    rep = report.build_report([batch])
+    render_text(rep)
+    render_text(rep, width=0)
+    render_html(rep)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=12), children, max_size=5),
+    max_leaves=30,
+)
+
+
+@FUZZ
+@given(st.text())
+def test_fuzz_arbitrary_text(line: str):
+    reports(parses_or_says_why(line))
+
+
+@FUZZ
+@given(st.binary())
+def test_fuzz_arbitrary_bytes(line: bytes):
+    reports(parses_or_says_why(line))
+
+
+@FUZZ
+@given(json_values)
+def test_fuzz_arbitrary_json_values(value: Any):
+    reports(parses_or_says_why(json.dumps(value)))
+
+
+def _otlp_shaped() -> st.SearchStrategy[dict]:
+    """Export requests of the right shape in which any field may, now and then, hold a wrong kind of value."""
+
+    def mostly(valid: st.SearchStrategy) -> st.SearchStrategy:
+        return st.integers(0, 40).flatmap(lambda n: valid if n else json_values)
+
+    def obj(fields: dict, optional: dict | None = None) -> st.SearchStrategy:
+        return mostly(st.fixed_dictionaries({k: mostly(v) for k, v in fields.items()},
+                                            optional={k: mostly(v) for k, v in (optional or {}).items()}))
+
+    ids = mostly(st.sampled_from(["", "5b8efff798038103d269b633813fc60c", "00f067aa0ba902b7", "b7ad6b7169203331",
+                                  "AAECAwQFBgc="]))
+    int64 = mostly(st.one_of(st.integers(min_value=-(2**63), max_value=2**64 - 1).map(str), st.integers(0, 2**64 - 1)))
+    scalar_values = st.one_of(
+        obj({"stringValue": st.one_of(st.sampled_from(["0/0", "0/1", "1/0", "!0/0/1", "request", "hit", "miss",
+                                                      "aotautograd_local"]), st.text())}),
+        obj({"intValue": int64}),
+        obj({"doubleValue": st.one_of(st.floats(), st.sampled_from(["NaN", "Infinity", "-Infinity"]))}),
+        obj({"boolValue": st.booleans()}),
+        obj({"bytesValue": st.text()}),
+    )
+    any_value = st.recursive(
+        scalar_values,
+        lambda inner: st.one_of(
+            obj({"arrayValue": obj({"values": st.lists(inner, max_size=3)})}),
+            obj({"kvlistValue": obj({"values": st.lists(obj({"key": st.text(max_size=8), "value": inner}), max_size=3)})}),
+        ),
+        max_leaves=6,
+    )
+    keys = st.sampled_from([catalog.ATTR_COMPILE_ID, catalog.ATTR_CODE_FUNCTION, catalog.ATTR_CODE_FILE,
+                            catalog.ATTR_CODE_LINE, catalog.ATTR_RECOMPILE_REASON, catalog.ATTR_RECOMPILE_REASONS,
+                            catalog.ATTR_GRAPH_BREAK_REASON, catalog.ATTR_PHASE, catalog.ATTR_ARTIFACT,
+                            catalog.LABEL_CACHE, catalog.LABEL_CACHE_RESULT, report.ATTR_DURATION_US,
+                            catalog.ATTR_LIMIT_TYPE, catalog.RESOURCE_RANK, "service.name",
+                            report.cache_count_attribute("aotautograd_local", "hit"), "other"])
+    attributes = st.lists(obj({"key": keys, "value": any_value}), max_size=6)
+    names = st.sampled_from([catalog.SPAN_COMPILE, catalog.SPAN_BACKWARD_COMPILE, "request", "bytecode_tracing",
+                             catalog.EVENT_RECOMPILE, catalog.EVENT_GRAPH_BREAK, catalog.EVENT_RECOMPILE_LIMIT,
+                             catalog.artifact_event_name("guards"), catalog.METRIC_CACHE_LOOKUPS, ""])
+    event = obj({"name": names, "timeUnixNano": int64, "attributes": attributes})
+    span = obj({
+        "traceId": ids, "spanId": ids, "parentSpanId": ids, "name": names, "startTimeUnixNano": int64,
+        "endTimeUnixNano": int64, "attributes": attributes, "events": st.lists(event, max_size=3),
+    }, optional={
+        "links": st.lists(obj({"traceId": ids, "spanId": ids}), max_size=2),
+        "status": obj({"code": st.one_of(st.integers(0, 2), st.just("STATUS_CODE_ERROR")),
+                       "message": st.text(max_size=20)}),
+    })
+    log = obj({"eventName": names, "timeUnixNano": int64, "traceId": ids, "spanId": ids, "attributes": attributes},
+              optional={"body": any_value, "observedTimeUnixNano": int64})
+    point = obj({"attributes": attributes, "timeUnixNano": int64, "startTimeUnixNano": int64},
+                optional={"asInt": int64, "asDouble": st.floats(), "sum": st.floats(), "count": int64})
+    metric = obj({"name": names}, optional={
+        kind: obj({"dataPoints": st.lists(point, max_size=3)},
+                  optional={"aggregationTemporality": st.one_of(st.integers(0, 2), st.just("AGGREGATION_TEMPORALITY_DELTA"))})
+        for kind in ("sum", "gauge", "histogram")})
+    resource = obj({"attributes": attributes})
+
+    def request(signal: str, scopes: str, items_key: str, items: st.SearchStrategy) -> st.SearchStrategy:
+        scope = obj({"scope": obj({"name": names}), items_key: st.lists(items, min_size=1, max_size=4)})
+        container = obj({"resource": resource, scopes: st.lists(scope, min_size=1, max_size=2)})
+        return obj({signal: st.lists(container, min_size=1, max_size=2)})
+
+    return st.one_of(request("resourceSpans", "scopeSpans", "spans", span),
+                     request("resourceLogs", "scopeLogs", "logRecords", log),
+                     request("resourceMetrics", "scopeMetrics", "metrics", metric))
+
+
+@FUZZ
+@given(_otlp_shaped())
+def test_fuzz_otlp_shaped_requests(request: dict):
+    reports(parses_or_says_why(json.dumps(request)))
+
+
+def _paths(value: Any, prefix: tuple = ()) -> list[tuple]:
+    found = [prefix]
+    if isinstance(value, dict):
+        for key, child in value.items():
+            found += _paths(child, prefix + (key,))
+    elif isinstance(value, list):
+        for index, child in enumerate(value):
+            found += _paths(child, prefix + (index,))
+    return found
+
+
+@FUZZ
+@given(data=st.data())
+def test_fuzz_real_lines_with_one_value_replaced(real_run: RealRun, data: st.DataObject):
+    line = data.draw(st.sampled_from(real_run.lines()))
+    document = json.loads(line)
+    path = data.draw(st.sampled_from(_paths(document)[1:]))
+    mutated = copy.deepcopy(document)
+    parent = mutated
+    for key in path[:-1]:
+        parent = parent[key]
+    parent[path[-1]] = data.draw(json_values)
+    reports(parses_or_says_why(json.dumps(mutated)))
+
+
+def test_every_prefix_of_a_real_line_parses_or_says_why(real_run: RealRun):
+    for signal in ("resourceSpans", "resourceLogs", "resourceMetrics"):
+        line = min((line for line in real_run.lines() if line.startswith(f'{{"{signal}"')), key=len).rstrip("\n")
+        outcomes = Counter()
+        for cut in range(1, len(line)):
+            with pytest.raises(ReportParseError) as error:
+                parse_line(line[:cut])
+            outcomes[str(error.value).split(":")[0]] += 1
+        assert outcomes == {"truncated JSON": len(line) - 1}, signal  # every cut is named as one
+        assert parse_line(line[:0]) == report.Batch()  # a blank line is no error
+        assert parse_line(line) != report.Batch()
