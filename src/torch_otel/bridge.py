@@ -15,6 +15,7 @@ from opentelemetry._logs import LoggerProvider
 from torch_otel import catalog
 from torch_otel.log_handler import Component, RecordQueue, TorchLogHandler, exporting
 from torch_otel.log_records import LogRecordConverter
+from torch_otel.redaction import Redactor
 from torch_otel.settings import Settings
 
 _EXPORT_INTERVAL_S = 0.2
@@ -70,7 +71,8 @@ class LogBridge:
         self._provider = logger_provider
         self._settings = settings
         self._queue = RecordQueue(settings.queue_size, _WAKE_AT_QUEUED, self._wake)
-        self._converter = LogRecordConverter(logger_provider, _torch_version(), settings.max_body_bytes, _logger_artifact)
+        self._converter = LogRecordConverter(logger_provider, _torch_version(), settings.max_body_bytes, _logger_artifact,
+                                             Redactor(settings.redact_paths, settings.redact_code))
         self._handlers: dict[str, TorchLogHandler] = {}
         self._removed_stderr: list[tuple[logging.Logger, logging.Handler]] = []
         self._patched: list[tuple[Any, str, Any]] = []

@@ -34,6 +34,14 @@ TORCH_OTEL_FILE = "TORCH_OTEL_FILE"
 """Where `torch-otel run` writes every signal (OTLP JSON Lines) when no OTLP endpoint or exporter is configured.
 Default: ``./torch-otel-<date>-<time>-<pid>.jsonl``."""
 
+TORCH_OTEL_REDACT_PATHS = "TORCH_OTEL_REDACT_PATHS"
+"""``off`` (default), ``hash`` (an absolute path's directory becomes a short SHA-256 prefix, the file name stays) or
+``remove`` (only the file name stays): applied to ``code.file.path`` attributes and to paths inside bodies."""
+
+TORCH_OTEL_REDACT_CODE = "TORCH_OTEL_REDACT_CODE"
+"""``on`` replaces the bodies of code-carrying artifacts (output_code, graph_code, bytecode, ...) and structured
+graph/code payloads with ``<code redacted: N bytes>``. Default ``off``."""
+
 ALL = (
     TORCH_OTEL_TORCH_STDERR,
     TORCH_OTEL_MAX_BODY_BYTES,
@@ -44,4 +52,6 @@ ALL = (
     TORCH_OTEL_STRUCTURED,
     TORCH_OTEL_METRICS,
     TORCH_OTEL_FILE,
+    TORCH_OTEL_REDACT_PATHS,
+    TORCH_OTEL_REDACT_CODE,
 )

@@ -11,6 +11,7 @@ from opentelemetry import _logs, metrics, trace
 from torch_otel.bridge import LogBridge
 from torch_otel.ids import use_private_ids
 from torch_otel.metrics import HEALTH, CompileMetrics
+from torch_otel.redaction import Redactor
 from torch_otel.spans import CompileSpans, compile_tracer
 from torch_otel.torch_hooks import TorchHooks
 from torch_otel.sdk_setup import sdk_disabled
@@ -85,7 +86,8 @@ class TorchInstrumentor(BaseInstrumentor):
             if original_ids is not None:
                 TorchInstrumentor.replaced_id_generator = (tracer_provider, original_ids)
             listeners.append(CompileSpans(compile_tracer(tracer_provider, version),
-                                          logger_provider.get_logger("torch._dynamo", version)))
+                                          logger_provider.get_logger("torch._dynamo", version),
+                                          Redactor(settings.redact_paths, settings.redact_code)))
         if listeners:
             TorchInstrumentor.hooks = TorchHooks(listeners)
             TorchInstrumentor.hooks.install()

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import traceback
 from typing import Any, Callable
 
 from opentelemetry._logs import LoggerProvider, SeverityNumber
 
 from torch_otel import catalog
 from torch_otel.log_handler import Component, QueuedRecord
+from torch_otel.redaction import Redactor
 
 
 def cap_body(message: str, max_bytes: int) -> tuple[str, int | None]:
@@ -47,7 +49,9 @@ class LogRecordConverter:
         scope_version: str | None,
         max_body_bytes: int,
         artifact_of_logger: Callable[[str], str | None],
+        redactor: Redactor | None = None,
     ) -> None:
+        self._redactor = redactor or Redactor()
         self._provider = logger_provider
         self._scope_version = scope_version
         self._max_body_bytes = max_body_bytes
@@ -69,18 +73,28 @@ class LogRecordConverter:
             attributes[catalog.ATTR_COMPILE_ID] = str(item.trace_id)
         event_name = None
         message = item.message
+        kind = None
         if item.component.alias == catalog.STRUCTURED_TRACE_COMPONENT:
             event_name, message, metadata = structured_trace_fields(record)
-            attributes[catalog.ATTR_TRACE_METADATA] = cap_body(metadata, self._max_body_bytes)[0]
+            kind = event_name[len(catalog.STRUCTURED_TRACE_EVENT_PREFIX):]
+            attributes[catalog.ATTR_TRACE_METADATA] = cap_body(self._redactor.text(metadata), self._max_body_bytes)[0]
         elif (artifact := self._artifact(record.name)) is not None:
-            attributes[catalog.ATTR_ARTIFACT] = artifact
+            attributes[catalog.ATTR_ARTIFACT] = kind = artifact
             event_name = catalog.artifact_event_name(artifact)
+        exception = record.exc_info[1] if record.exc_info else None
+        if self._redactor.active:
+            message, code_removed = self._redactor.artifact_body(kind, message)
+            if code_removed:
+                attributes[catalog.ATTR_REDACTED] = True
+            attributes[catalog.ATTR_CODE_FILE] = self._redactor.path(record.pathname)
+            if exception is not None:
+                attributes.update(self._redacted_exception(record))
+                exception = None
         body, original_size = cap_body(message, self._max_body_bytes)
         if original_size is not None:
             self.truncated += 1
             attributes[catalog.ATTR_TRUNCATED] = True
             attributes[catalog.ATTR_ORIGINAL_SIZE] = original_size
-        exception = record.exc_info[1] if record.exc_info else None
         self._logger(item.component).emit(
             timestamp=int(record.created * 1e9),
             context=item.context,
@@ -91,6 +105,15 @@ class LogRecordConverter:
             event_name=event_name,
             exception=exception,
         )
+
+    def _redacted_exception(self, record: Any) -> dict[str, str]:
+        exc_type, exc_value, exc_traceback = record.exc_info
+        return {
+            "exception.type": exc_type.__qualname__ if exc_type else "",
+            "exception.message": self._redactor.text(str(exc_value)),
+            "exception.stacktrace": self._redactor.text(
+                "".join(traceback.format_exception(exc_type, exc_value, exc_traceback))),
+        }
 
     def _logger(self, component: Component) -> Any:
         logger = self._loggers.get(component.scope)

@@ -76,7 +76,7 @@ class ReportParseError(ValueError):
 
     def __init__(self, reason: str, where: Sequence[str] = ()) -> None:
         self.reason = reason
-        self.where = tuple(where)
+        self.where = tuple(part for part in where if part)
         super().__init__(f"{'.'.join(self.where).replace('.[', '[')}: {reason}" if self.where else reason)
 
     def within(self, *parts: str) -> ReportParseError:
@@ -257,14 +257,15 @@ def _any_value(value: Any, depth: int = 0) -> Any:
     if "doubleValue" in value:
         return _double(value["doubleValue"], "doubleValue")
     if "arrayValue" in value:
-        values = _list(_obj(value["arrayValue"], "arrayValue").get("values"), "values")
+        values = _obj(value["arrayValue"], "arrayValue").get("values")
         try:
-            return tuple(_any_value(item, depth + 1) for item in values)
+            return tuple(_any_value(item, depth + 1) for item in _list(values, "values"))
         except ReportParseError as error:
             raise error.within("arrayValue") from None
     if "kvlistValue" in value:
+        values = _obj(value["kvlistValue"], "kvlistValue").get("values")
         try:
-            return _attributes(_obj(value["kvlistValue"], "kvlistValue").get("values"), depth + 1)
+            return _attributes(values, depth + 1, "values")
         except ReportParseError as error:
             raise error.within("kvlistValue") from None
     if "bytesValue" in value:
@@ -272,19 +273,24 @@ def _any_value(value: Any, depth: int = 0) -> Any:
     return None  # an empty AnyValue, or a kind this reader does not know
 
 
-def _attributes(items: Any, depth: int = 0) -> dict[str, Any]:
+def _attributes(items: Any, depth: int = 0, name: str = "attributes") -> dict[str, Any]:
     result: dict[str, Any] = {}
-    for i, item in enumerate(_list(items, "attributes")):
+    for i, item in enumerate(_list(items, name)):
         try:
             item = _obj(item, "")
-            result[_str(item.get("key"), "key")] = _any_value(item.get("value"), depth)
+            value = item.get("value")
+            result[_str(item.get("key"), "key")] = None if value is None else _any_value(value, depth)
         except ReportParseError as error:
-            raise error.within(f"attributes[{i}]") from None
+            raise error.within(f"{name}[{i}]") from None
     return result
 
 
 def _resource(container: dict) -> Process:
-    attributes = _attributes(_obj(container.get("resource"), "resource").get("attributes"))
+    resource = _obj(container.get("resource"), "resource")
+    try:
+        attributes = _attributes(resource.get("attributes"))
+    except ReportParseError as error:
+        raise error.within("resource") from None
     return tuple((key, str(attributes[key])) for key in PROCESS_KEYS if attributes.get(key) is not None)
 
 

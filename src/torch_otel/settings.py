@@ -61,6 +61,13 @@ def parse_seconds(variable: str, raw: str) -> float:
     return seconds
 
 
+def parse_path_mode(variable: str, raw: str) -> str:
+    mode = raw.strip().lower()
+    if mode not in ("off", "hash", "remove"):
+        raise SettingsError(variable, raw, "one of off, hash, remove")
+    return mode
+
+
 @dataclass(frozen=True)
 class Settings:
     torch_stderr: bool = True
@@ -71,6 +78,8 @@ class Settings:
     spans: bool = True
     structured: bool = False
     metrics: bool = True
+    redact_paths: str = "off"
+    redact_code: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -93,4 +102,6 @@ class Settings:
             spans=read(env.TORCH_OTEL_SPANS, parse_bool, defaults.spans),
             structured=read(env.TORCH_OTEL_STRUCTURED, parse_bool, defaults.structured),
             metrics=read(env.TORCH_OTEL_METRICS, parse_bool, defaults.metrics),
+            redact_paths=read(env.TORCH_OTEL_REDACT_PATHS, parse_path_mode, defaults.redact_paths),
+            redact_code=read(env.TORCH_OTEL_REDACT_CODE, parse_bool, defaults.redact_code),
         )

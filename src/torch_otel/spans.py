@@ -18,6 +18,7 @@ from opentelemetry.trace import Link, Span, Status, StatusCode
 
 from torch_otel import catalog
 from torch_otel.ids import PRIVATE_IDS
+from torch_otel.redaction import Redactor
 
 def compile_tracer(tracer_provider: trace.TracerProvider, version: str) -> trace.Tracer:
     """The tracer compile spans are made with, drawing ids from the private RNG when it is an SDK tracer."""
@@ -65,7 +66,8 @@ def _code_attributes(code: CodeType | None) -> dict[str, Any]:
 class CompileSpans:
     """A CompileListener that turns torch's begin/end phase events into nested spans, per thread."""
 
-    def __init__(self, tracer: trace.Tracer, event_logger: Any) -> None:
+    def __init__(self, tracer: trace.Tracer, event_logger: Any, redactor: Redactor | None = None) -> None:
+        self._redactor = redactor or Redactor()
         self._tracer = tracer
         self._event_logger = event_logger
         self._local = threading.local()
@@ -142,9 +144,10 @@ class CompileSpans:
         restart_reasons = getattr(metrics, "restart_reasons", None)
         if restart_reasons:
             attributes[catalog.ATTR_RESTART_REASONS] = sorted(str(r) for r in restart_reasons)
-        span.set_attributes(attributes)
+        span.set_attributes(self._redacted(attributes))
         if getattr(metrics, "fail_type", None):
-            span.set_status(Status(StatusCode.ERROR, f"{metrics.fail_type}: {metrics.fail_reason or ''}".strip()))
+            reason = self._redactor.text(f"{metrics.fail_type}: {metrics.fail_reason or ''}".strip())
+            span.set_status(Status(StatusCode.ERROR, reason))
 
     def recompiled(self, reasons: Sequence[str], code: CodeType | None) -> None:
         compile_phase = self._compile_phase()
@@ -190,8 +193,22 @@ class CompileSpans:
     def _compile_id(compile_phase: _OpenPhase | None) -> str | None:
         return compile_phase.compile_id if compile_phase is not None else None
 
+    def _redacted(self, attributes: dict[str, Any]) -> dict[str, Any]:
+        if not self._redactor.active:
+            return attributes
+        redact = self._redactor
+        return {
+            key: redact.path(value) if key == catalog.ATTR_CODE_FILE and isinstance(value, str)
+            else redact.text(value) if isinstance(value, str)
+            else [redact.text(item) for item in value] if isinstance(value, (list, tuple))
+            else value
+            for key, value in attributes.items()
+        }
+
     def _event(self, compile_phase: _OpenPhase | None, name: str, attributes: dict[str, Any],
                severity: SeverityNumber, body: str, on_app_span: bool) -> None:
+        attributes = self._redacted(attributes)
+        body = self._redactor.text(body)
         if compile_phase is not None:
             compile_phase.span.add_event(name, attributes)
             app_span = compile_phase.app_span
