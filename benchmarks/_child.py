@@ -64,6 +64,13 @@ def make_message(size: int) -> str:
     return "\n".join(lines)[:size]
 
 
+def settle_gc() -> None:
+    """Collect, then move every surviving object (torch's millions) out of the collector's sight: later
+    collections, in or between measurements, scan only what the benchmark itself allocates."""
+    gc.collect()
+    gc.freeze()
+
+
 def thread_cpu_seconds() -> dict[str, float]:
     """CPU seconds of every live Python thread by name, plus ``process`` (all threads, native ones included)."""
     seconds: dict[str, float] = {}
@@ -281,7 +288,7 @@ def run_records(params: dict[str, Any]) -> dict[str, Any]:
         for size, count in sizes:
             message = make_message(size)
             measure_records(log, pipeline, message, max(20, count // 10))  # warm-up: caches, gRPC connection
-            gc.collect()
+            settle_gc()
             results[str(size)] = measure_records(log, pipeline, message, count)
     return {"setup": setup, "results": results, "notes": pipeline.notes}
 
@@ -336,7 +343,6 @@ def alternating(repetitions: int) -> Iterator[tuple[int, bool]]:
 
 def time_calls(fn: Callable[[Any], Any], arg: Any, calls: int) -> dict[str, float]:
     """ns per call: wall, CPU of this thread, CPU of the whole process."""
-    gc.collect()
     wall0, thread0, process0 = time.perf_counter_ns(), time.thread_time_ns(), time.process_time_ns()
     for _ in range(calls):
         fn(arg)
@@ -363,6 +369,7 @@ def run_steady(params: dict[str, Any]) -> dict[str, Any]:
         for on in (True, False):  # compile, and warm both states
             toggle.set(on)
             time_calls(compiled, x, max(1000, calls // 10))
+        settle_gc()
         for _, on in alternating(repetitions):
             toggle.set(on)
             time_calls(compiled, x, 500)
@@ -418,7 +425,7 @@ def time_one_compile(model: Any, x: Any, toggle: Toggle) -> dict[str, float]:
     import torch
 
     torch._dynamo.reset()
-    gc.collect()
+    gc.collect()  # cheap after settle_gc(): only what earlier compiles left behind
     compiled = torch.compile(model, backend="aot_eager")
     cpu0, wall0, thread0 = time.process_time(), time.perf_counter(), time.thread_time()
     compiled(x)
@@ -441,6 +448,7 @@ def run_compile(params: dict[str, Any]) -> dict[str, Any]:
         for on in (False, True):  # first compiles pay one-time imports and caches
             toggle.set(on)
             time_one_compile(model, x, toggle)
+        settle_gc()
         for _, on in alternating(repetitions):
             toggle.set(on)
             timed = on and timer.attach()

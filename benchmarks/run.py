@@ -78,10 +78,10 @@ class Config:
 
 # Steady state: many short on/off segments pair up better than a few long ones when the machine's speed wanders.
 FULL = Config(repetitions=7, small_records=20_000, large_records=2_000,
-              steady_calls=10_000, steady_repetitions=40, compile_repetitions=15)
+              steady_calls=5_000, steady_repetitions=100, compile_repetitions=15)
 # 30 large records fit one 4 MiB gRPC request, so the naive route does not sit in export retries (a smoke run).
 QUICK = Config(repetitions=1, small_records=2_000, large_records=30,
-               steady_calls=2_000, steady_repetitions=4, compile_repetitions=1)
+               steady_calls=2_000, steady_repetitions=4, compile_repetitions=2)
 
 
 # -- children ---------------------------------------------------------------------------------------------

@@ -70,8 +70,9 @@ def test_real_prometheus_scrapes_recompiles_and_compile_duration(tmp_path):
 
         duration = catalog.PROMETHEUS_NAMES[catalog.METRIC_COMPILE_DURATION]
         phase = catalog.prometheus_label(catalog.LABEL_PHASE)
-        result = wait_for_query(prometheus_port, f'{duration}_count{{{phase}="torch.compile"}}', bool)
-        assert sum(float(s["value"][1]) for s in result) == 4
+        # Scrapes can land mid-compile, so wait for the fourth compile rather than take the first answer.
+        wait_for_query(prometheus_port, f'{duration}_count{{{phase}="torch.compile"}}',
+                       lambda r: sum(float(s["value"][1]) for s in r) == 4)
         buckets = prometheus_query(prometheus_port, f'{duration}_bucket{{{phase}="torch.compile"}}')
         assert {s["metric"]["le"] for s in buckets} >= {"0.01", "600.0", "+Inf"}
     finally:

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import pytest
 
+from collector import free_port
 from e2e import BIN, ROOT
 
 pytestmark = pytest.mark.slow
@@ -49,12 +50,6 @@ MAX_STDERR_LINES = 20
 
 
 # -- harness ---------------------------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def fault_env(endpoint: str, **extra: str | None) -> dict[str, str]:
     """A clean environment (no inherited OTEL_*/TORCH_*) that exports every signal to ``endpoint``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TORCH_"))}
@@ -251,19 +246,31 @@ MARKERS = ("] rec-",)
 
 
 # -- 1. no collector at all ------------------------------------------------------------------------------------
-def test_no_collector_program_keeps_its_exit_code_and_exits_within_the_shutdown_timeout():
-    """Endpoint = a closed 127.0.0.1 port, default settings (all signals OTLP/gRPC, 5 s shutdown timeout),
-    2,000 records: exit code 3, exit delay <= 5 s + slack, a few warnings (not one per record), one loss report."""
+@pytest.fixture(scope="module")
+def no_collector() -> Finished:
+    """Endpoint = a closed 127.0.0.1 port, default settings (every signal OTLP/gRPC, 5 s shutdown timeout),
+    2,000 records, exit code 3."""
     child = Child.start(fault_env(f"http://127.0.0.1:{free_port()}"), "--stages", "rec:2000")
     try:
-        done = child.finish(DEFAULT_SHUTDOWN_TIMEOUT)
+        return child.finish(DEFAULT_SHUTDOWN_TIMEOUT)
     finally:
         child.kill()
-    assert_bridge_active(done)
-    assert done.report["dropped"] == 0
-    assert_clean_exit(done, DEFAULT_SHUTDOWN_TIMEOUT, *MARKERS)
-    reports = torch_otel_lines(done)
-    assert len(reports) == 1, f"expected one loss report at exit, got {reports}: " + done.describe()
+
+
+def test_no_collector_program_keeps_its_exit_code_and_exits_within_the_shutdown_timeout(no_collector):
+    assert_bridge_active(no_collector)
+    assert no_collector.report["dropped"] == 0
+    assert_clean_exit(no_collector, DEFAULT_SHUTDOWN_TIMEOUT, *MARKERS)
+    reports = torch_otel_lines(no_collector)
+    assert len(reports) == 1, f"expected one report line at exit, got {reports}: " + no_collector.describe()
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "the exit report says the final flush did not finish (and counts failed export *requests*), but not how many "
+    "log records were lost; records still queued at the deadline are counted nowhere"))
+def test_no_collector_exit_report_counts_the_lost_records(no_collector):
+    reports = torch_otel_lines(no_collector)
+    assert len(reports) == 1 and re.search(r"\b2,?000\b.*\brecords\b", reports[0]), reports
 
 
 # -- 2. collector killed mid-run, restarted on the same ports ----------------------------------------------------
@@ -425,6 +432,13 @@ def flooded() -> Finished:
     return done
 
 
+SMALL_QUEUE_BREAKS_STARTUP = pytest.mark.xfail(strict=True, reason=(
+    "TORCH_OTEL_QUEUE_SIZE below 512 kills torch-otel at start-up: sdk_setup.configure_sdk passes it as the "
+    "BatchLogRecordProcessor's max_queue_size, the SDK raises 'max_export_batch_size must be less than or equal to "
+    "max_queue_size' inside sitecustomize, and the program runs without torch-otel"))
+
+
+@SMALL_QUEUE_BREAKS_STARTUP
 def test_full_queue_never_blocks_and_memory_stays_bounded(flooded):
     assert_bridge_active(flooded)
     report = flooded.report
@@ -434,11 +448,13 @@ def test_full_queue_never_blocks_and_memory_stays_bounded(flooded):
     assert report["dropped"] >= 40_000, report  # at most 100 queued per 0.2 s export tick survive
 
 
+@SMALL_QUEUE_BREAKS_STARTUP
 def test_full_queue_exits_cleanly_within_the_shutdown_timeout(flooded):
     assert_bridge_active(flooded)
     assert_clean_exit(flooded, flooded.shutdown_timeout, "] flood-")
 
 
+@SMALL_QUEUE_BREAKS_STARTUP
 def test_dropped_records_are_counted_in_the_health_metric(flooded):
     assert_bridge_active(flooded)
     stdout = "\n".join(flooded.stdout_lines)
@@ -447,6 +463,7 @@ def test_dropped_records_are_counted_in_the_health_metric(flooded):
     assert int(match.group(1)) == flooded.report["dropped"]
 
 
+@SMALL_QUEUE_BREAKS_STARTUP
 def test_dropped_records_are_reported_once_at_exit(flooded):
     assert_bridge_active(flooded)
     dropped = flooded.report["dropped"]

@@ -8,11 +8,12 @@ import os
 import signal
 import sys
 import threading
+import time
 from typing import NoReturn
 
 from torch_otel.instrumentor import TorchInstrumentor, instrument
 from torch_otel.metrics import HEALTH
-from torch_otel.sdk_setup import Providers, configure_sdk, export_plan, sdk_disabled
+from torch_otel.sdk_setup import Providers, configure_sdk, export_plan, run_bounded, sdk_disabled
 from torch_otel.settings import Settings, SettingsError
 from torch_otel.torch_import import import_torch_checked
 from torch_otel.torch_logs import TorchLogsError
@@ -47,7 +48,7 @@ def start() -> None:
             f"(read it with `torch-otel report {providers.file_path}`; set OTEL_EXPORTER_OTLP_ENDPOINT to send to "
             "a collector instead).\n"
         )
-    instrument(settings=settings)
+    instrument(settings=settings, log_sink=providers.log_sink)
     bridge = TorchInstrumentor.bridge
     if bridge is not None:
         atexit.unregister(bridge.flush)  # finish() flushes it within the same deadline
@@ -66,9 +67,9 @@ def _finish_at_exit() -> None:
 def finish(providers: Providers, timeout: float) -> None:
     """Export what is queued and shut the SDK down within ``timeout`` seconds, then report any loss once."""
     bridge = TorchInstrumentor.bridge
-    if bridge is not None:
-        bridge.drain()
-    completed = providers.shutdown(timeout)
+    deadline = time.monotonic() + timeout
+    drained = run_bounded(bridge.drain, seconds=timeout) if bridge is not None else True
+    completed = providers.shutdown(max(0.0, deadline - time.monotonic())) and drained
     losses = loss_summary(bridge.dropped if bridge else 0, HEALTH.export_failures, completed, timeout)
     if losses:
         sys.stderr.write(f"torch-otel: {losses}\n")

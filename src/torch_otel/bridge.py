@@ -15,6 +15,7 @@ from opentelemetry._logs import LoggerProvider
 from torch_otel import catalog
 from torch_otel.log_handler import Component, RecordQueue, TorchLogHandler, exporting
 from torch_otel.log_records import LogRecordConverter
+from torch_otel.otlp_wire import WireLogSink
 from torch_otel.redaction import Redactor
 from torch_otel.settings import Settings
 
@@ -67,7 +68,8 @@ def _is_torch_stderr_handler(internal: Any, handler: logging.Handler) -> bool:
 class LogBridge:
     """Owns the handlers, the queue and the export thread. ``start`` and ``stop`` are exact inverses."""
 
-    def __init__(self, logger_provider: LoggerProvider, settings: Settings) -> None:
+    def __init__(self, logger_provider: LoggerProvider, settings: Settings, wire_sink: WireLogSink | None = None) -> None:
+        self._wire_sink = wire_sink
         self._provider = logger_provider
         self._settings = settings
         self._queue = RecordQueue(settings.queue_size, _WAKE_AT_QUEUED, self._wake)
@@ -185,6 +187,16 @@ class LogBridge:
             self._wakeup.clear()
             self._export_pending()
 
+    def _prepared(self, items: list) -> Any:
+        for item in items:
+            try:
+                prepared = self._converter.prepare(item)
+            except Exception:  # noqa: BLE001 - one bad record must not stop the rest
+                self.export_errors += 1
+                continue
+            self.emitted += 1
+            yield prepared
+
     def drain(self) -> None:
         """Hand every queued record to the SDK now (without waiting for the SDK to export them)."""
         self._export_pending()
@@ -193,12 +205,16 @@ class LogBridge:
         with self._export_lock:
             token = exporting.set(True)
             try:
-                for item in self._queue.drain():
-                    try:
-                        self._converter.emit(item)
-                        self.emitted += 1
-                    except Exception:  # noqa: BLE001 - one bad record must not stop the rest
-                        self.export_errors += 1
+                items = self._queue.drain()
+                if self._wire_sink is not None:
+                    self._wire_sink.export(self._prepared(items))
+                else:
+                    for item in items:
+                        try:
+                            self._converter.emit(item)
+                            self.emitted += 1
+                        except Exception:  # noqa: BLE001 - one bad record must not stop the rest
+                            self.export_errors += 1
             finally:
                 exporting.reset(token)
 

@@ -42,6 +42,11 @@ TORCH_OTEL_REDACT_CODE = "TORCH_OTEL_REDACT_CODE"
 """``on`` replaces the bodies of code-carrying artifacts (output_code, graph_code, bytecode, ...) and structured
 graph/code payloads with ``<code redacted: N bytes>``. Default ``off``."""
 
+TORCH_OTEL_FAST_PATH = "TORCH_OTEL_FAST_PATH"
+"""``on`` (default): when `torch-otel run` sets up OTLP log export, torch's records are encoded straight to OTLP
+protobuf in batches and sent by the SDK's OTLP exporter, skipping the SDK's per-record pipeline (about 6x less CPU
+per record). ``off`` routes them through the SDK LoggerProvider, so its processors see them."""
+
 ALL = (
     TORCH_OTEL_TORCH_STDERR,
     TORCH_OTEL_MAX_BODY_BYTES,
@@ -54,4 +59,5 @@ ALL = (
     TORCH_OTEL_FILE,
     TORCH_OTEL_REDACT_PATHS,
     TORCH_OTEL_REDACT_CODE,
+    TORCH_OTEL_FAST_PATH,
 )

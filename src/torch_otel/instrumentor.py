@@ -70,7 +70,7 @@ class TorchInstrumentor(BaseInstrumentor):
         settings = kwargs.get("settings") or Settings.from_env()
         import_torch_checked()
         logger_provider = kwargs.get("logger_provider") or _logs.get_logger_provider()
-        bridge = LogBridge(logger_provider, settings)
+        bridge = LogBridge(logger_provider, settings, wire_sink=kwargs.get("log_sink"))
         bridge.start()
         atexit.register(bridge.flush)
         TorchInstrumentor.bridge = bridge

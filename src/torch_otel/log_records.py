@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import traceback
 from typing import Any, Callable
 
 from opentelemetry._logs import LoggerProvider, SeverityNumber
 
 from torch_otel import catalog
-from torch_otel.log_handler import Component, QueuedRecord
+from torch_otel.log_handler import QueuedRecord
+from torch_otel.otlp_wire import WireRecord, exception_attributes
 from torch_otel.redaction import Redactor
 
 
@@ -60,12 +60,13 @@ class LogRecordConverter:
         self._artifacts: dict[str, str | None] = {}
         self.truncated = 0
 
-    def emit(self, item: QueuedRecord) -> None:
+    def prepare(self, item: QueuedRecord) -> WireRecord:
+        """Everything exported about one record: body capped (and redacted if asked), attributes, event name."""
         record = item.record
         attributes: dict[str, Any] = {
             catalog.ATTR_COMPONENT: item.component.alias,
             catalog.ATTR_LOGGER: record.name,
-            catalog.ATTR_CODE_FILE: record.pathname,
+            catalog.ATTR_CODE_FILE: self._redactor.path(record.pathname),
             catalog.ATTR_CODE_LINE: record.lineno,
             catalog.ATTR_CODE_FUNCTION: record.funcName,
         }
@@ -81,45 +82,37 @@ class LogRecordConverter:
         elif (artifact := self._artifact(record.name)) is not None:
             attributes[catalog.ATTR_ARTIFACT] = kind = artifact
             event_name = catalog.artifact_event_name(artifact)
-        exception = record.exc_info[1] if record.exc_info else None
         if self._redactor.active:
             message, code_removed = self._redactor.artifact_body(kind, message)
             if code_removed:
                 attributes[catalog.ATTR_REDACTED] = True
-            attributes[catalog.ATTR_CODE_FILE] = self._redactor.path(record.pathname)
-            if exception is not None:
-                attributes.update(self._redacted_exception(record))
-                exception = None
+        if record.exc_info:
+            attributes.update(exception_attributes(record.exc_info, self._redactor.text))
         body, original_size = cap_body(message, self._max_body_bytes)
         if original_size is not None:
             self.truncated += 1
             attributes[catalog.ATTR_TRUNCATED] = True
             attributes[catalog.ATTR_ORIGINAL_SIZE] = original_size
-        self._logger(item.component).emit(
-            timestamp=int(record.created * 1e9),
-            context=item.context,
-            severity_number=SeverityNumber(catalog.otel_severity_number(record.levelno)),
-            severity_text=record.levelname,
-            body=body,
-            attributes=attributes,
-            event_name=event_name,
-            exception=exception,
+        return WireRecord(item.component.scope, int(record.created * 1e9), catalog.otel_severity_number(record.levelno),
+                          record.levelname, body, attributes, event_name, item.context)
+
+    def emit(self, item: QueuedRecord) -> None:
+        """Through the SDK's logger provider (its processors and exporters see the record)."""
+        prepared = self.prepare(item)
+        self._logger(prepared.scope).emit(
+            timestamp=prepared.timestamp_ns,
+            context=prepared.context,
+            severity_number=SeverityNumber(prepared.severity_number),
+            severity_text=prepared.severity_text,
+            body=prepared.body,
+            attributes=prepared.attributes,
+            event_name=prepared.event_name,
         )
 
-    def _redacted_exception(self, record: Any) -> dict[str, str]:
-        exc_type, exc_value, exc_traceback = record.exc_info
-        return {
-            "exception.type": exc_type.__qualname__ if exc_type else "",
-            "exception.message": self._redactor.text(str(exc_value)),
-            "exception.stacktrace": self._redactor.text(
-                "".join(traceback.format_exception(exc_type, exc_value, exc_traceback))),
-        }
-
-    def _logger(self, component: Component) -> Any:
-        logger = self._loggers.get(component.scope)
+    def _logger(self, scope: str) -> Any:
+        logger = self._loggers.get(scope)
         if logger is None:
-            logger = self._provider.get_logger(component.scope, self._scope_version)
-            self._loggers[component.scope] = logger
+            logger = self._loggers[scope] = self._provider.get_logger(scope, self._scope_version)
         return logger
 
     def _artifact(self, logger_name: str) -> str | None:

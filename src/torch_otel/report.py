@@ -31,7 +31,6 @@ import sys
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import IO, Any, BinaryIO, Iterable, Iterator, Mapping, Sequence
 
 from torch_otel import catalog
@@ -83,14 +82,14 @@ class ReportParseError(ValueError):
         return ReportParseError(self.reason, (*parts, *self.where))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SpanEvent:
     name: str
     time_ns: int
     attributes: Mapping[str, Any]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Span:
     trace_id: str
     span_id: str
@@ -107,7 +106,7 @@ class Span:
     scope: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LogRecord:
     event_name: str
     time_ns: int
@@ -118,7 +117,7 @@ class LogRecord:
     scope: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MetricPoint:
     name: str
     kind: str  # sum | gauge | histogram | exponentialHistogram | summary
@@ -279,7 +278,7 @@ def _attributes(items: Any, depth: int = 0, name: str = "attributes") -> dict[st
         try:
             item = _obj(item, "")
             value = item.get("value")
-            result[_str(item.get("key"), "key")] = None if value is None else _any_value(value, depth)
+            result[sys.intern(_str(item.get("key"), "key"))] = None if value is None else _any_value(value, depth)
         except ReportParseError as error:
             raise error.within(f"{name}[{i}]") from None
     return result
@@ -331,7 +330,7 @@ def _span(raw: Any, process: Process, scope: str) -> Span:
         trace_id=_id(raw.get("traceId"), "traceId"),
         span_id=_id(raw.get("spanId"), "spanId"),
         parent_span_id=_id(raw.get("parentSpanId"), "parentSpanId"),
-        name=_str(raw.get("name"), "name"),
+        name=sys.intern(_str(raw.get("name"), "name")),
         start_ns=_int64(raw.get("startTimeUnixNano"), "startTimeUnixNano"),
         end_ns=_int64(raw.get("endTimeUnixNano"), "endTimeUnixNano"),
         attributes=_attributes(raw.get("attributes")),
@@ -747,7 +746,7 @@ class ReportBuilder:
                 by_compile_id.setdefault((span.process, compile_id), span)
         by_span_id = {(s.trace_id, s.span_id): s for s in compiles}
         functions = self._functions(compiles, backwards, by_compile_id, by_span_id, labels)
-        recompiles = self._recompiles(compiles, spans, by_compile_id, labels)
+        recompiles = self._recompiles(compiles, spans, labels)
         graph_breaks = self._graph_breaks(spans, by_compile_id, labels)
         limits = self._limits(spans, by_compile_id, labels)
         lanes, omitted, without = self._lanes(spans, labels)
@@ -831,8 +830,7 @@ class ReportBuilder:
             current = parent
         return False, None
 
-    def _recompiles(self, compiles: list[Span], spans: list[Span], by_compile_id: dict, labels: dict
-                    ) -> tuple[RecompileRow, ...]:
+    def _recompiles(self, compiles: list[Span], spans: list[Span], labels: dict) -> tuple[RecompileRow, ...]:
         found: dict[tuple[Process, str], dict[str, Any]] = {}
 
         def merge(key: tuple[Process, str], **values: Any) -> None:
@@ -849,7 +847,8 @@ class ReportBuilder:
             known, app = self._app_span_of(span)
             merge((span.process, compile_id),
                   reasons=_reasons(event.attributes.get(catalog.ATTR_RECOMPILE_REASONS)) if event else (),
-                  function=self._function_of(span)[0], time=span.start_ns, trace=span.trace_id)
+                  function=_text(span.attributes.get(catalog.ATTR_CODE_FUNCTION)), time=span.start_ns,
+                  trace=span.trace_id)
             merge((span.process, compile_id), reasons=_reasons(span.attributes.get(catalog.ATTR_RECOMPILE_REASON)))
             if known:
                 found[(span.process, compile_id)].setdefault("app", app)
@@ -1134,7 +1133,7 @@ def render_text(report: Report, width: int = DEFAULT_WIDTH) -> str:
             ("cache", "hits (spans)", "misses (spans)", "hits (metric)", "misses (metric)"),
             [(r.cache, format_count(r.span_hits), format_count(r.span_misses), format_count(r.metric_hits),
               format_count(r.metric_misses)) for r in report.caches
-             if not (r.span_hits is r.span_misses is r.metric_hits is r.metric_misses is None)],
+             if any(v is not None for v in (r.span_hits, r.span_misses, r.metric_hits, r.metric_misses))],
             width, flex=0, right=(1, 2, 3, 4),
         )
         out.append("  spans: the compile spans' pytorch.compile.<cache>_cache_hit_count / _miss_count, summed")
@@ -1255,12 +1254,9 @@ def _iter_lines(path: str, stdin: BinaryIO | None) -> Iterator[tuple[int, bytes,
         raw_file.seek(0)
         stream: BinaryIO = gzip.GzipFile(fileobj=raw_file) if compressed else raw_file  # type: ignore[assignment]
         position = 0
-        try:
-            for number, raw in enumerate(stream, 1):
-                position = raw_file.tell() if compressed else position + len(raw)
-                yield number, raw, position
-        except (OSError, EOFError, gzip.BadGzipFile) as error:
-            raise ReportInputError(f"{path}: cannot read past byte {raw_file.tell()}: {error}") from None
+        for number, raw in enumerate(stream, 1):
+            position = raw_file.tell() if compressed else position + len(raw)
+            yield number, raw, position
 
 
 def read_files(paths: Sequence[str], progress: Progress | None = None, stdin: BinaryIO | None = None) -> ReadResult:
@@ -1272,17 +1268,22 @@ def read_files(paths: Sequence[str], progress: Progress | None = None, stdin: Bi
     error_count = 0
     done_before = 0
     for path in paths:
-        position = 0
-        for number, raw, position in _iter_lines(path, stdin):
-            builder.lines += 1
-            try:
-                builder.add(parse_line(raw))
-            except ReportParseError as error:
-                error_count += 1
-                if len(errors) < MAX_ERRORS_SHOWN:
-                    errors.append(LineError(path, number, str(error)))
-            if progress is not None:
-                progress.update(done_before + position, path)
+        number = position = 0
+        try:
+            for number, raw, position in _iter_lines(path, stdin):
+                builder.lines += 1
+                try:
+                    builder.add(parse_line(raw))
+                except ReportParseError as error:
+                    error_count += 1
+                    if len(errors) < MAX_ERRORS_SHOWN:
+                        errors.append(LineError(path, number, str(error)))
+                if progress is not None:
+                    progress.update(done_before + position, path)
+        except (OSError, EOFError) as error:  # e.g. a gzip file cut short: what was read is still reported
+            error_count += 1
+            if len(errors) < MAX_ERRORS_SHOWN:
+                errors.append(LineError(path, number + 1, f"cannot read further: {error}"))
         done_before += position
     if progress is not None:
         progress.close()
@@ -1358,17 +1359,16 @@ def main(argv: Sequence[str] | None = None, out: IO[str] | None = None, err: IO[
         return EXIT_USAGE
     total = sum(os.path.getsize(p) for p in args.files if p != "-")
     progress = Progress(err, total, enabled=not args.no_progress and (args.progress or _isatty(err)))
-    try:
-        result = read_files(args.files, progress, stdin)
-    except ReportInputError as error:
-        progress.close()
-        err.write(f"torch-otel report: {error}\n")
-        return EXIT_USAGE
+    result = read_files(args.files, progress, stdin)
     width = args.width
     if width is None:
         width = os.get_terminal_size(out.fileno()).columns if _isatty(out) and hasattr(out, "fileno") else DEFAULT_WIDTH
-    out.write(render_text(result.report, width))
-    out.flush()
+    try:
+        out.write(render_text(result.report, width))
+        out.flush()
+    except BrokenPipeError:  # `torch-otel report big.jsonl | head`
+        if out is sys.stdout:
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - so the interpreter's final flush stays quiet
     if args.html:
         from torch_otel.report_html import render_html
 

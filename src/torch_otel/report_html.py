@@ -253,7 +253,7 @@ def _tables(report: Report) -> list[str]:
         ("cache", "hits (spans)", "misses (spans)", "hits (metric)", "misses (metric)"),
         [(r.cache, format_count(r.span_hits), format_count(r.span_misses), format_count(r.metric_hits),
           format_count(r.metric_misses)) for r in report.caches
-         if not (r.span_hits is r.span_misses is r.metric_hits is r.metric_misses is None)],
+         if any(v is not None for v in (r.span_hits, r.span_misses, r.metric_hits, r.metric_misses))],
         "No cache counts in the input.", numeric=(1, 2, 3, 4),
         note=f"spans: the compile spans' pytorch.compile.*_cache_hit_count / _miss_count, summed; "
              f"metric: {catalog.METRIC_CACHE_LOOKUPS} (latest value of each cumulative stream, delta points summed).",
@@ -310,7 +310,8 @@ JS = """
 var data=JSON.parse(document.getElementById('span-data').textContent);
 var panel=document.getElementById('details');
 var fit=document.getElementById('fit');
-if(fit){fit.addEventListener('change',function(){document.getElementById('lanes').classList.toggle('fit',fit.checked);});}
+if(fit){fit.addEventListener('change',function(){document.getElementById('lanes').classList.toggle('fit',fit.checked);
+  document.querySelector('.axis').style.visibility=fit.checked?'hidden':'';});}
 function el(tag,text,cls){var e=document.createElement(tag);if(text!==undefined)e.textContent=text;if(cls)e.className=cls;return e;}
 function show(v){return (typeof v==='object'&&v!==null)?JSON.stringify(v,null,1):String(v);}
 function rows(table,pairs){pairs.forEach(function(p){var tr=el('tr');tr.appendChild(el('th',p[0]));tr.appendChild(el('td',show(p[1])));table.appendChild(tr);});}

@@ -29,6 +29,7 @@ from torch_otel.file_export import (
 from torch_otel.ids import PRIVATE_IDS
 from torch_otel.log_batching import ByteBudgetLogExporter
 from torch_otel.metrics import HEALTH
+from torch_otel.otlp_wire import LogEncoder, WireLogSink, grpc_log_exporter_for_bytes, http_log_exporter_for_bytes
 from torch_otel.settings import Settings, SettingsError, parse_bool
 
 SIGNALS = ("traces", "logs", "metrics")
@@ -163,6 +164,25 @@ def _exporter(plan: ExportPlan, signal: str, file_sink: JsonLinesFile | None = N
     return _otlp_exporter(signal, plan.protocols[signal])
 
 
+def run_bounded(*targets: Any, seconds: float) -> bool:
+    """Run the callables at once on daemon threads; True if all finished within ``seconds``. A daemon left
+    running cannot hold the process at exit."""
+    threads = [threading.Thread(target=target, daemon=True, name="torch-otel-shutdown") for target in targets]
+    deadline = time.monotonic() + seconds
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    return not any(thread.is_alive() for thread in threads)
+
+
+def _wire_log_sink(plan: ExportPlan, resource: Resource, settings: Settings) -> WireLogSink:
+    """torch-otel's fast log path: its own encoder, the SDK's OTLP transport."""
+    exporter = (grpc_log_exporter_for_bytes() if plan.protocols["logs"] == "grpc" else http_log_exporter_for_bytes())
+    encoder = LogEncoder(dict(resource.attributes), resource.attributes.get(catalog.RESOURCE_TORCH_VERSION))
+    return WireLogSink(exporter, encoder, settings.max_batch_bytes, _count_failure("logs"))
+
+
 def _count_failure(signal: str) -> Any:
     def count() -> None:
         HEALTH.export_failures[signal] += 1
@@ -214,18 +234,15 @@ class Providers:
     meter_provider: Any
     created: tuple[str, ...]
     file_path: Path | None = None
+    log_sink: WireLogSink | None = None
 
     def shutdown(self, timeout: float) -> bool:
         """Flush and shut down the providers torch-otel created, all at once, giving up after ``timeout`` seconds
         (the threads are daemons, so an unreachable collector cannot hold the process at exit)."""
-        threads = [threading.Thread(target=getattr(self, f"{name}_provider").shutdown, daemon=True,
-                                    name=f"torch-otel-shutdown-{name}") for name in self.created]
-        deadline = time.monotonic() + timeout
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
-        return not any(thread.is_alive() for thread in threads)
+        targets = [getattr(self, f"{name}_provider").shutdown for name in self.created]
+        if self.log_sink is not None:
+            targets.append(self.log_sink.shutdown)
+        return run_bounded(*targets, seconds=timeout)
 
 
 def _is_unset(provider: Any) -> bool:
@@ -245,8 +262,11 @@ def configure_sdk(settings: Settings, environ: Mapping[str, str] | None = None) 
             tracer_provider.add_span_processor(BatchSpanProcessor(FailureCountingSpanExporter(span_exporter)))
         trace.set_tracer_provider(tracer_provider)
         created.append("tracer")
+    log_sink = None
     logger_provider = _logs.get_logger_provider()
     if _is_unset(logger_provider):
+        if settings.fast_path and plan.exporters["logs"] == "otlp":
+            log_sink = _wire_log_sink(plan, resource, settings)
         logger_provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
         if (log_exporter := _exporter(plan, "logs", file_sink)) is not None:
             batched = ByteBudgetLogExporter(log_exporter, settings.max_batch_bytes, _count_failure("logs"))
@@ -259,4 +279,4 @@ def configure_sdk(settings: Settings, environ: Mapping[str, str] | None = None) 
         meter_provider = MeterProvider(resource=resource, metric_readers=readers, shutdown_on_exit=False)
         metrics.set_meter_provider(meter_provider)
         created.append("meter")
-    return Providers(tracer_provider, logger_provider, meter_provider, tuple(created), plan.file_path)
+    return Providers(tracer_provider, logger_provider, meter_provider, tuple(created), plan.file_path, log_sink)

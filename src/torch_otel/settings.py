@@ -80,6 +80,7 @@ class Settings:
     metrics: bool = True
     redact_paths: str = "off"
     redact_code: bool = False
+    fast_path: bool = True
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -104,4 +105,5 @@ class Settings:
             metrics=read(env.TORCH_OTEL_METRICS, parse_bool, defaults.metrics),
             redact_paths=read(env.TORCH_OTEL_REDACT_PATHS, parse_path_mode, defaults.redact_paths),
             redact_code=read(env.TORCH_OTEL_REDACT_CODE, parse_bool, defaults.redact_code),
+            fast_path=read(env.TORCH_OTEL_FAST_PATH, parse_bool, defaults.fast_path),
         )

@@ -1,15 +1,21 @@
-"""DataLoader with num_workers=2 and the default (fork) start method; workers log through torch's loggers.
+"""DataLoaders with num_workers=2 and the default (fork) start method; workers log through torch's loggers.
 
-Bodies are unique per (kind, index) so a test can count duplicates at the collector: ``worker-init-<id>`` from
-``worker_init_fn``, ``worker-item-<i>`` from ``__getitem__`` (in a worker), ``parent-before`` / ``parent-after``
-from the parent. Workers are persistent and kept alive ``--linger`` seconds after the data is consumed (as in a
-training loop that runs on), so their own export machinery has time to run before the parent shuts them down.
-Prints one JSON line (items seen, parent pid, worker pids, start method) and exits 0.
+Two epochs, bodies unique per (phase, kind, index) so a test can count duplicates at the collector:
+
+* ``short``: an ordinary (non-persistent) DataLoader. Its workers exit right after the epoch, the usual life of
+  DataLoader workers for a short epoch.
+* ``long``: a persistent DataLoader whose workers stay alive ``--linger`` seconds after the epoch (a training loop
+  that goes on), so their own export machinery has time to run before the parent shuts them down.
+
+Workers log ``<phase>-worker-init-<id>`` (worker_init_fn) and ``<phase>-worker-item-<i>`` (__getitem__); the
+parent logs ``parent-before`` before any fork and ``parent-after`` at the end. Prints one JSON line (items seen
+per phase, parent pid, worker pids, start method) and exits 0.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import multiprocessing
@@ -17,40 +23,50 @@ import os
 import time
 
 import torch
-from torch.utils.data import DataLoader, Dataset, get_worker_info
+from torch.utils.data import DataLoader, Dataset
 
 LOG = logging.getLogger("torch._dynamo")
 ITEMS = 8
 
 
 class Items(Dataset):
+    def __init__(self, phase: str) -> None:
+        self.phase = phase
+
     def __len__(self) -> int:
         return ITEMS
 
     def __getitem__(self, index: int) -> torch.Tensor:
-        LOG.warning("worker-item-%d", index)
+        LOG.warning("%s-worker-item-%d", self.phase, index)
         return torch.tensor([index, os.getpid()])
 
 
-def worker_init(worker_id: int) -> None:
-    LOG.warning("worker-init-%d", worker_id)
+def worker_init(phase: str, worker_id: int) -> None:
+    LOG.warning("%s-worker-init-%d", phase, worker_id)
+
+
+def epoch(phase: str, persistent: bool) -> tuple[list[int], set[int], DataLoader]:
+    loader = DataLoader(Items(phase), batch_size=1, num_workers=2, persistent_workers=persistent,
+                        worker_init_fn=functools.partial(worker_init, phase))
+    items, pids = [], set()
+    for batch in loader:
+        items.append(int(batch[0][0]))
+        pids.add(int(batch[0][1]))
+    return sorted(items), pids, loader
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--linger", type=float, default=float(__import__("os").environ.get("LINGER", "1.5")))
+    parser.add_argument("--linger", type=float, default=1.5)
     args = parser.parse_args()
     LOG.warning("parent-before")
-    loader = DataLoader(Items(), batch_size=1, num_workers=2, worker_init_fn=worker_init, persistent_workers=True)
-    items, worker_pids = [], set()
-    for batch in loader:
-        items.append(int(batch[0][0]))
-        worker_pids.add(int(batch[0][1]))
+    short_items, short_pids, _ = epoch("short", persistent=False)
+    long_items, long_pids, loader = epoch("long", persistent=True)
     time.sleep(args.linger)
     LOG.warning("parent-after")
     print(json.dumps({
-        "items": sorted(items), "parent_pid": os.getpid(), "worker_pids": sorted(worker_pids),
-        "start_method": multiprocessing.get_start_method(),
+        "short_items": short_items, "long_items": long_items, "parent_pid": os.getpid(),
+        "worker_pids": sorted(short_pids | long_pids), "start_method": multiprocessing.get_start_method(),
     }), flush=True)
     del loader
 

@@ -1,0 +1,228 @@
+"""The fast path: queued torch records encoded straight to OTLP protobuf bytes (no SDK record objects, cached
+fragments for what repeats) and sent in byte-bounded batches by the SDK's own OTLP exporters, whose transport,
+headers, TLS, compression and retries are reused as they are."""
+
+from __future__ import annotations
+
+import struct
+import traceback
+from types import SimpleNamespace
+from typing import Any, Iterable, Mapping, NamedTuple, Sequence
+
+from opentelemetry import trace
+
+_FIXED64 = struct.Struct("<Q").pack
+_FIXED32 = struct.Struct("<I").pack
+_DOUBLE = struct.Struct("<d").pack
+_CACHE_LIMIT = 20_000
+
+
+def _encode_varint(value: int) -> bytes:
+    if value < 0:
+        value += 1 << 64
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+_SMALL_VARINTS = tuple(_encode_varint(value) for value in range(1 << 14))
+
+
+def varint(value: int) -> bytes:
+    return _SMALL_VARINTS[value] if 0 <= value < 16384 else _encode_varint(value)
+
+
+def field_bytes(number: int, payload: bytes) -> bytes:
+    return varint(number << 3 | 2) + varint(len(payload)) + payload
+
+
+def field_string(number: int, text: str) -> bytes:
+    return field_bytes(number, text.encode("utf-8", "surrogatepass"))
+
+
+def any_value(value: Any) -> bytes:
+    """An encoded AnyValue for the attribute types torch-otel emits (str, bool, int, float, list of those)."""
+    if isinstance(value, str):
+        return field_string(1, value)
+    if isinstance(value, bool):
+        return b"\x10" + (b"\x01" if value else b"\x00")
+    if isinstance(value, int):
+        return b"\x18" + varint(value)
+    if isinstance(value, float):
+        return b"\x21" + _DOUBLE(value)
+    if isinstance(value, (list, tuple)):
+        return field_bytes(5, b"".join(field_bytes(1, any_value(item)) for item in value))
+    return field_string(1, str(value))
+
+
+def key_value(key: str, value: Any, number: int = 6) -> bytes:
+    """A KeyValue as field ``number`` (6 = LogRecord.attributes, 1 = Resource.attributes)."""
+    return field_bytes(number, field_string(1, key) + field_bytes(2, any_value(value)))
+
+
+class WireRecord(NamedTuple):
+    """What the bridge knows about one record, ready to encode."""
+
+    scope: str
+    timestamp_ns: int
+    severity_number: int
+    severity_text: str
+    body: str
+    attributes: Mapping[str, Any]
+    event_name: str | None
+    context: Any
+
+
+class LogEncoder:
+    """Encodes LogRecords field by field; repeated attribute pairs and scopes are encoded once."""
+
+    def __init__(self, resource_attributes: Mapping[str, Any], scope_version: str | None) -> None:
+        self._resource = field_bytes(1, b"".join(key_value(k, v, 1) for k, v in resource_attributes.items()))
+        self._scope_version = scope_version
+        self._scopes: dict[str, bytes] = {}
+        self._pairs: dict[tuple[str, Any], bytes] = {}
+        self._texts: dict[tuple[int, str], bytes] = {}
+
+    def record(self, record: WireRecord) -> bytes:
+        span_context = trace.get_current_span(record.context).get_span_context()
+        body = record.body.encode("utf-8", "surrogatepass")
+        parts = [b"\x09", _FIXED64(record.timestamp_ns), b"\x10", varint(record.severity_number),
+                 self._text(3, record.severity_text), b"\x2a", varint(len(body) + len(varint(len(body))) + 1),
+                 b"\x0a", varint(len(body)), body]
+        pairs = self._pairs
+        for key, value in record.attributes.items():
+            try:
+                parts.append(pairs[(key, value)])
+            except KeyError:
+                encoded = key_value(key, value)
+                if len(pairs) < _CACHE_LIMIT:
+                    pairs[(key, value)] = encoded
+                parts.append(encoded)
+            except TypeError:  # unhashable (a list): encode every time
+                parts.append(key_value(key, value))
+        if span_context.is_valid:
+            parts += (b"\x45", _FIXED32(span_context.trace_flags), b"\x4a\x10",
+                      span_context.trace_id.to_bytes(16, "big"), b"\x52\x08", span_context.span_id.to_bytes(8, "big"))
+        if record.event_name:
+            parts.append(self._text(12, record.event_name))
+        return b"".join(parts)
+
+    def _text(self, number: int, text: str) -> bytes:
+        try:
+            return self._texts[(number, text)]
+        except KeyError:
+            encoded = self._texts[(number, text)] = field_string(number, text)
+            return encoded
+
+    def _scope(self, name: str) -> bytes:
+        try:
+            return self._scopes[name]
+        except KeyError:
+            scope = field_string(1, name) + (field_string(2, self._scope_version) if self._scope_version else b"")
+            encoded = self._scopes[name] = field_bytes(1, scope)
+            return encoded
+
+    def request(self, records_by_scope: Mapping[str, Sequence[bytes]]) -> bytes:
+        """An ExportLogsServiceRequest holding the encoded records, grouped by scope; copied once, in one join."""
+        tail: list[bytes] = []
+        for scope, records in records_by_scope.items():
+            scope_parts = [self._scope(scope)]
+            for encoded in records:
+                scope_parts += (b"\x12", varint(len(encoded)), encoded)
+            tail += (b"\x12", varint(sum(map(len, scope_parts))), *scope_parts)
+        resource_logs_size = len(self._resource) + sum(map(len, tail))
+        return b"".join((b"\x0a", varint(resource_logs_size), self._resource, *tail))
+
+
+def exception_attributes(exc_info: Any, redact: Any = lambda text: text) -> dict[str, str]:
+    exc_type, exc_value, exc_traceback = exc_info
+    return {
+        "exception.type": exc_type.__qualname__ if exc_type else "",
+        "exception.message": redact(str(exc_value)),
+        "exception.stacktrace": redact("".join(traceback.format_exception(exc_type, exc_value, exc_traceback))),
+    }
+
+
+class EncodedBatch(NamedTuple):
+    data: bytes
+    count: int
+
+
+def grpc_log_exporter_for_bytes(**kwargs: Any) -> Any:
+    """The SDK's gRPC OTLP log exporter, sending pre-encoded requests (same channel, headers, retries)."""
+    from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
+    from opentelemetry.exporter.otlp.proto.grpc.exporter import OTLPExporterMixin
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
+
+    class PreEncodedGrpcLogExporter(OTLPLogExporter):
+        def _initialize_channel_and_stub(self) -> None:
+            super()._initialize_channel_and_stub()
+            send = self._channel.unary_unary(
+                "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+                request_serializer=bytes, response_deserializer=ExportLogsServiceResponse.FromString,
+            )
+            self._client = SimpleNamespace(Export=send)
+
+        def _translate_data(self, data: EncodedBatch) -> bytes:  # type: ignore[override]
+            return data.data
+
+        def _count_data(self, data: EncodedBatch) -> int:  # type: ignore[override]
+            return data.count
+
+        def send(self, batch: EncodedBatch) -> bool:
+            from opentelemetry.sdk._logs.export import LogRecordExportResult
+
+            return OTLPExporterMixin._export(self, batch) == LogRecordExportResult.SUCCESS
+
+    return PreEncodedGrpcLogExporter(**kwargs)
+
+
+def http_log_exporter_for_bytes(**kwargs: Any) -> Any:
+    """The SDK's HTTP/protobuf OTLP log exporter, sending pre-encoded requests."""
+    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+
+    class PreEncodedHttpLogExporter(OTLPLogExporter):
+        def send(self, batch: EncodedBatch) -> bool:
+            if self._shutdown:
+                return False
+            return bool(self._client.export(batch.data).success)
+
+    return PreEncodedHttpLogExporter(**kwargs)
+
+
+class WireLogSink:
+    """Encodes drained records and sends them in requests of at most ``max_bytes``."""
+
+    def __init__(self, exporter: Any, encoder: LogEncoder, max_bytes: int, on_failure: Any = lambda: None) -> None:
+        self.exporter = exporter
+        self.encoder = encoder
+        self.max_bytes = max_bytes
+        self._on_failure = on_failure
+
+    def export(self, records: Iterable[WireRecord]) -> None:
+        by_scope: dict[str, list[bytes]] = {}
+        size = count = 0
+        for record in records:
+            encoded = self.encoder.record(record)
+            if count and size + len(encoded) > self.max_bytes:
+                self._send(by_scope, count)
+                by_scope, size, count = {}, 0, 0
+            by_scope.setdefault(record.scope, []).append(encoded)
+            size += len(encoded) + 8
+            count += 1
+        if count:
+            self._send(by_scope, count)
+
+    def _send(self, by_scope: Mapping[str, Sequence[bytes]], count: int) -> None:
+        try:
+            succeeded = self.exporter.send(EncodedBatch(self.encoder.request(by_scope), count))
+        except Exception:  # noqa: BLE001 - a transport error is a failed export, counted like one
+            succeeded = False
+        if not succeeded:
+            self._on_failure()
+
+    def shutdown(self) -> None:
+        self.exporter.shutdown()
