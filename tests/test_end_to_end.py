@@ -12,8 +12,8 @@ pytestmark = [pytest.mark.collector, pytest.mark.slow]
 COMPILE_ARTIFACTS = ("recompiles", "graph_breaks", "guards")
 
 
-def collect(collector, otlp_sink, launcher: str, protocol: str = "grpc"):
-    run = run_child(launcher_command(launcher, WORKLOAD), child_env(collector, protocol))
+def collect(collector, otlp_sink, launcher: str, protocol: str = "grpc", **env: str):
+    run = run_child(launcher_command(launcher, WORKLOAD), child_env(collector, protocol, **env))
     assert run.returncode == 0, run.stderr[-3000:]
     otlp_sink.wait_for(lambda s: any(r.event_name == "pytorch.artifact.recompiles" for r in s.log_records()))
     return run, settled_log_records(otlp_sink)
@@ -32,9 +32,9 @@ def settled_log_records(sink, quiet: float = 0.6, timeout: float = 15.0):
     return records
 
 
-@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
-def test_torch_otel_run_exports_torch_logs_to_a_real_collector(collector, otlp_sink, protocol):
-    run, records = collect(collector, otlp_sink, "torch-otel run", protocol)
+@pytest.mark.parametrize("protocol, fast_path", [("grpc", "on"), ("http/protobuf", "on"), ("grpc", "off")])
+def test_torch_otel_run_exports_torch_logs_to_a_real_collector(collector, otlp_sink, protocol, fast_path):
+    run, records = collect(collector, otlp_sink, "torch-otel run", protocol, TORCH_OTEL_FAST_PATH=fast_path)
     requests = run.requests()
     assert len(requests) == 3
 

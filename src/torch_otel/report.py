@@ -2,9 +2,10 @@
 
 The input is the OTLP JSON file format (the OpenTelemetry file exporter spec): every line is one JSON-encoded
 ``ExportTraceServiceRequest`` (``{"resourceSpans": [...]}``), ``ExportLogsServiceRequest`` (``{"resourceLogs":
-[...]}``) or ``ExportMetricsServiceRequest`` (``{"resourceMetrics": [...]}``). torch-otel's file export
-(opentelemetry-exporter-otlp-json-file) writes all three signals into one file; an OpenTelemetry Collector ``file``
-exporter writes the same format, sometimes one signal per file. Gzip-compressed files are read as they are.
+[...]}``) or ``ExportMetricsServiceRequest`` (``{"resourceMetrics": [...]}``). torch-otel's embedded default
+(``torch_otel.file_export``) writes all three signals into one file, as opentelemetry-exporter-otlp-json-file does;
+an OpenTelemetry Collector ``file`` exporter writes the same format, sometimes one signal per file. Unknown fields
+are ignored; gzip-compressed files are read as they are.
 
 Layers, so that each can be tested (and fuzzed) on its own:
 
