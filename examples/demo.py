@@ -1,53 +1,44 @@
-"""The Quick start demo: starts a real OTLP collector (rotel-agent) on loopback, runs examples/recompiles.py
-under `torch-otel run` with TORCH_LOGS set, and prints the spans and events the collector received."""
+"""The Quick start demo: runs examples/serving.py under `torch-otel run` with nothing configured, so every signal
+goes to the embedded default (a local OTLP JSON Lines file), then prints `torch-otel report` on that file and
+writes its HTML timeline.
 
+    python examples/demo.py [--backend inductor]
+"""
+
+import argparse
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from rotel.agent import Agent
-
 ROOT = Path(__file__).resolve().parents[1]
-INTERESTING = ("Name", "EventName", "Body", "pytorch.compile.id", "pytorch.compile.recompile_reason", "service.name")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def main() -> int:
-    grpc_port, http_port = free_port(), free_port()
-    collector = subprocess.Popen(
-        [str(Agent.agent_path), "start", "--otlp-grpc-endpoint", f"127.0.0.1:{grpc_port}",
-         "--otlp-http-endpoint", f"127.0.0.1:{http_port}", "--exporter", "blackhole",
-         "--debug-log", "traces", "--debug-log", "logs", "--debug-log-verbosity", "detailed"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "NO_COLOR": "1"},
-    )
-    time.sleep(0.5)
-    env = {
-        **os.environ,
-        "TORCH_LOGS": "recompiles,graph_breaks",
-        "OTEL_SERVICE_NAME": "torch-otel-demo",
-        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{grpc_port}",
-        "OTEL_METRICS_EXPORTER": "none",
-    }
-    bin_dir = Path(sys.executable).parent
-    print(f"$ TORCH_LOGS={env['TORCH_LOGS']} torch-otel run -- python examples/recompiles.py")
-    app = subprocess.run([str(bin_dir / "torch-otel"), "run", "--", sys.executable, str(ROOT / "examples/recompiles.py")],
-                         env=env)
-    time.sleep(1.0)
-    collector.terminate()
-    output, _ = collector.communicate(timeout=10)
-    print("\nWhat the collector received (rotel-agent --debug-log, filtered):")
-    for line in output.splitlines():
-        if line.strip().lstrip("-> ").startswith(INTERESTING):
-            print("  " + line.strip())
-    return app.returncode
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--backend", default="aot_eager", help="torch.compile backend for the demo (inductor is slower)")
+    parser.add_argument("--out", default="demo-output", help="folder for the telemetry file and the HTML report")
+    args = parser.parse_args()
+    out = ROOT / args.out
+    out.mkdir(exist_ok=True)
+    for old in out.glob("*.jsonl"):
+        old.unlink()
+    telemetry = out / "torch-otel-demo.jsonl"
+    env = {key: value for key, value in os.environ.items() if not key.startswith("OTEL_")}
+    env.update(TORCH_LOGS="recompiles,graph_breaks", OTEL_SERVICE_NAME="torch-otel-demo", TORCH_OTEL_FILE=str(telemetry))
+    torch_otel = str(Path(sys.executable).parent / "torch-otel")
+    command = [torch_otel, "run", "--", sys.executable, str(ROOT / "examples" / "serving.py"), "--backend", args.backend]
+    print(f"$ TORCH_LOGS={env['TORCH_LOGS']} torch-otel run -- python examples/serving.py --backend {args.backend}",
+          flush=True)
+    app = subprocess.run(command, env=env)
+    if app.returncode != 0:
+        return app.returncode
+    html = out / "torch-otel-demo.html"
+    print(f"\n$ torch-otel report {telemetry.relative_to(ROOT)} --html {html.relative_to(ROOT)}", flush=True)
+    report = subprocess.run([torch_otel, "report", str(telemetry), "--html", str(html)])
+    print(f"\nOpen {html} in a browser for the timeline. To send the same data to a collector instead, set "
+          "OTEL_EXPORTER_OTLP_ENDPOINT (see collector-config/README.md).")
+    return report.returncode
 
 
 if __name__ == "__main__":

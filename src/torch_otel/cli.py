@@ -1,4 +1,5 @@
-"""The `torch-otel` command line: `run` starts a program with the bridge installed; `doctor` checks the setup."""
+"""The `torch-otel` command line: `run` starts a program with the bridge installed; `doctor` checks the setup;
+`report` summarises OTLP JSON files."""
 
 from __future__ import annotations
 
@@ -51,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "doctor", add_help=False, help="explain and check the TORCH_LOGS, TORCH_OTEL_* and OTEL_* setup (--list, --no-check)"
     )
+    commands.add_parser(
+        "report", add_help=False,
+        help="summarise compiles, recompiles, graph breaks, caches and artifacts from OTLP JSON files (--html OUT)",
+    )
     return parser
 
 
@@ -60,6 +65,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from torch_otel import doctor
 
         return doctor.main(argv[1:])
+    if argv[:1] == ["report"]:
+        from torch_otel import report
+
+        return report.main(argv[1:])
     args = build_parser().parse_args(argv)
     if args.command == "run":
         program = args.program[1:] if args.program[:1] == ["--"] else args.program
