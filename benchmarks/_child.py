@@ -30,8 +30,8 @@ SETUPS = {
     "a": "no handler (floor)",
     "b": "torch stderr handler only",
     "c": "stderr + OTel SDK LoggingHandler",
-    "d": "stderr + torch-otel",
-    "e": "d, export held until loop ends (diagnostic)",
+    "d": "stderr + torch-otel (fast OTLP path, torch-otel run's default)",
+    "e": "stderr + torch-otel via the SDK LoggerProvider (FAST_PATH=off)",
 }
 ARTIFACT_MODULE, ARTIFACT = "torch._dynamo.guards", "recompiles"
 
@@ -219,17 +219,38 @@ def torch_otel_pipeline(endpoint: str, queue_size: int) -> Pipeline:
     )
 
 
-def held_export_pipeline(endpoint: str, queue_size: int) -> Pipeline:
-    """Diagnostic: torch-otel with its export thread blocked (on the bridge's private export lock) during the loop,
-    so the loop pays only the handler itself and no GIL contention from conversion and export."""
+def fast_path_pipeline(endpoint: str, queue_size: int) -> Pipeline:
+    """torch-otel as `torch-otel run` sets it up: records encoded straight to OTLP, sent by the SDK's gRPC transport."""
+    import torch
+    import torch_otel
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk.trace import TracerProvider
     from torch_otel.instrumentor import TorchInstrumentor
+    from torch_otel.otlp_wire import LogEncoder, WireLogSink, grpc_log_exporter_for_bytes
 
-    pipeline = torch_otel_pipeline(endpoint, queue_size)
-    lock = getattr(TorchInstrumentor.bridge, "_export_lock", None)
-    if lock is None:
-        raise RuntimeError("setup e needs LogBridge._export_lock, which this torch-otel does not have")
-    pipeline.around_loop = lambda: lock
-    return pipeline
+    settings = torch_otel_settings(queue_size)
+    sent = {"exported": 0, "failed": 0}
+    exporter = grpc_log_exporter_for_bytes(endpoint=endpoint, insecure=True)
+    send = exporter.send
+
+    def counting_send(batch: Any) -> bool:
+        ok = send(batch)
+        sent["exported" if ok else "failed"] += batch.count
+        return ok
+
+    exporter.send = counting_send
+    sink = WireLogSink(exporter, LogEncoder({"service.name": "torch-otel-bench"}, str(torch.__version__)),
+                       settings.max_batch_bytes)
+    torch_otel.instrument(logger_provider=LoggerProvider(), tracer_provider=TracerProvider(), settings=settings,
+                          log_sink=sink)
+    bridge = TorchInstrumentor.bridge
+    assert bridge is not None, "torch_otel.instrument() did not start the bridge"
+    return Pipeline(
+        flush=lambda: torch_otel.flush(120.0),
+        counters=lambda: {**sent, "dropped": bridge.dropped, "truncated": bridge.truncated,
+                          "errors": bridge.export_errors},
+        notes={"max_body_bytes": settings.max_body_bytes},
+    )
 
 
 def build_pipeline(setup: str, endpoint: str, queue_size: int) -> Pipeline:
@@ -240,9 +261,9 @@ def build_pipeline(setup: str, endpoint: str, queue_size: int) -> Pipeline:
     if setup == "c":
         return naive_pipeline(endpoint, queue_size)
     if setup == "d":
-        return torch_otel_pipeline(endpoint, queue_size)
+        return fast_path_pipeline(endpoint, queue_size)
     if setup == "e":
-        return held_export_pipeline(endpoint, queue_size)
+        return torch_otel_pipeline(endpoint, queue_size)
     raise ValueError(f"unknown setup {setup!r}")
 
 

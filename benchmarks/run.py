@@ -1,18 +1,17 @@
 """torch-otel benchmarks: what bridging torch's logs to OpenTelemetry costs, against baselines from the same run.
 
-    python benchmarks/run.py [--quick] [--json OUT] [--profile {a,b,c,d}]
+    python benchmarks/run.py [--quick] [--json OUT] [--repetitions N] [--profile {a,b,c,d,e}]
 
 1. Per-record cost of torch's artifact logger (``torch._dynamo.guards.__recompiles``, enabled with
-   ``set_logs(recompiles=True)``) for a 200 B and a 100 KiB message, under four setups, each run in a fresh child
-   process (rotated order, so drift hits every setup alike):
+   ``set_logs(recompiles=True)``) for a 200 B and a 100 KiB message, under five setups, each
+   run in a fresh child process (rotated order, so drift hits every setup alike):
      a  no handler at all (torch's stderr handler removed too) - the floor;
      b  torch's stderr handler only (fd 2 -> /dev/null, so the terminal's speed does not matter);
      c  b + the naive route: the OTel SDK ``LoggingHandler`` on the same torch loggers -> BatchLogRecordProcessor ->
         OTLP/gRPC exporter;
      d  b + torch-otel (``torch_otel.instrument``) -> BatchLogRecordProcessor -> ByteBudgetLogExporter (what
         torch-otel's own SDK setup builds) -> OTLP/gRPC exporter;
-     e  diagnostic: d with torch-otel's export thread held off until the loop ends, so the loop pays the handler
-        alone (no GIL contention from conversion/export; those then run during the flush).
+     e  torch-otel through the SDK's LoggerProvider and BatchLogRecordProcessor (TORCH_OTEL_FAST_PATH=off).
    Both OTLP routes export to a real rotel-agent on loopback (blackhole exporter) that runs for the whole benchmark.
    Measured per record: wall time of the emitting loop, CPU time of the emitting thread during the loop, and CPU time
    of the whole process (every thread) from the start of the loop until the flush returned, also split by thread.
@@ -47,7 +46,7 @@ import time
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
@@ -402,8 +401,8 @@ def profile_report(per_thread: dict[str, collections.Counter[str]], top: int = 1
         for kind in ("incl", "self"):
             ranked = [(key, n) for key, n in counter.most_common() if key.startswith(kind + ":")]
             for key, n in ranked[:top]:
-                if kind == "incl" and n == total and not key.startswith("incl:emit_records"):
-                    continue  # bootstrap frames that every sample has
+                if kind == "incl" and n == total:
+                    continue  # frames every sample has (thread bootstrap, the measured function itself)
                 parts.append(f"  {kind} {n / total:6.1%}  {key[len(kind) + 1:]}")
     return "\n".join(parts)
 

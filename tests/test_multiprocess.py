@@ -36,9 +36,10 @@ def dataloader_run(tmp_path_factory):
     """One run of tests/workloads/dataloader_fork.py (two epochs, see its docstring) against its own collector.
 
     What happens at fork: the parent's bridge queue is emptied in the child by torch-otel's at-fork handler and
-    its export thread restarted; the SDK's batch processors re-initialise themselves (empty queues, new worker
-    threads). Each worker then exports its own records through the inherited gRPC exporter, and the parent exports
-    only its own. Workers leave through os._exit (multiprocessing's fork Popen), so no atexit flush runs in them.
+    its export thread restarted (the SDK's batch processors, used for spans, re-initialise themselves the same
+    way). Each worker then exports its own records, on its own export thread, through the exporter object (and
+    gRPC channel) it inherited from the parent; the parent exports only its own. Workers leave through os._exit
+    (multiprocessing's fork Popen), so no atexit flush runs in them.
     """
     from collector import RotelCollector
     from otlp_sink import OtlpSink
@@ -62,8 +63,9 @@ def test_forked_dataloader_workers_neither_deadlock_nor_duplicate(dataloader_run
     assert report["parent_pid"] not in report["worker_pids"] and len(report["worker_pids"]) == 4
     duplicated = {body: n for body, n in counts.items() if n > 1}
     assert not duplicated, f"exported more than once (a forked child re-sent the parent's queue?): {duplicated}"
-    # The parent's records, including the one queued just before the workers were forked, arrive exactly once.
-    assert counts["parent-before"] == 1 and counts["parent-after"] == 1
+    # The parent's records, including the one queued just before the workers were forked, arrive exactly once:
+    # the children start with an empty queue.
+    assert counts["parent-before"] == counts["parent-queued-at-fork"] == counts["parent-after"] == 1, counts
 
 
 def test_long_lived_forked_workers_export_their_own_records(dataloader_run):

@@ -42,7 +42,7 @@ pytestmark = pytest.mark.slow
 FAULT_APP = ROOT / "tests" / "workloads" / "fault_app.py"
 DEFAULT_SHUTDOWN_TIMEOUT = 5.0
 SLACK = 2.0  # scheduling on a loaded 2-core machine, process start-up of the flush threads
-TEARDOWN = 5.0  # the interpreter's own teardown after atexit (torch's modules), see the module docstring
+TEARDOWN = 8.0  # the interpreter's own teardown after atexit (torch's modules), see the module docstring
 PROBE_DIR = ROOT / "tests" / "workloads" / "exit_probe"
 PROBE_LINE = re.compile(r"^torch-otel-test-probe: atexit-done (?P<time>[0-9.]+)$")
 STARTUP_TIMEOUT = 120.0
@@ -72,6 +72,7 @@ class Child:
     stderr_lines: list[str] = field(default_factory=list)
     exited_at: float | None = None
     killed: bool = False
+    pumps: list[threading.Thread] = field(default_factory=list)
 
     @classmethod
     def start(cls, env: dict[str, str], *args: str, script: Path = FAULT_APP) -> Child:
@@ -80,7 +81,8 @@ class Child:
                                 stderr=subprocess.PIPE, text=True)
         child = cls(proc)
         for stream, sink in ((proc.stdout, child.stdout_lines), (proc.stderr, child.stderr_lines)):
-            threading.Thread(target=cls._pump, args=(stream, sink), daemon=True).start()
+            child.pumps.append(threading.Thread(target=cls._pump, args=(stream, sink), daemon=True))
+            child.pumps[-1].start()
         return child
 
     @staticmethod
@@ -122,7 +124,8 @@ class Child:
             self.proc.kill()
             self.proc.wait()
             self.exited_at = time.time()
-        time.sleep(0.1)  # pumps: read what is left in the pipes
+        for pump in self.pumps:  # read what is left in the pipes
+            pump.join(timeout=5)
         return self.exited_at - since
 
     def finish(self, shutdown_timeout: float) -> Finished:
@@ -189,7 +192,9 @@ def assert_clean_exit(done: Finished, shutdown_timeout: float, *markers: str, ex
     """The issue's contract: own exit code, bounded exit delay, bounded stderr, no traceback."""
     assert not done.killed, "still running, killed by the test: " + done.describe()
     cost = done.shutdown_cost
-    assert cost is not None and cost <= shutdown_timeout + SLACK, (
+    assert cost is not None, ("the exit probe never reported: torch-otel's bootstrap no longer runs the next "
+                              "sitecustomize on PYTHONPATH, or atexit handlers did not run: " + done.describe())
+    assert cost <= shutdown_timeout + SLACK, (
         f"shutdown took longer than TORCH_OTEL_SHUTDOWN_TIMEOUT={shutdown_timeout:g}s + {SLACK}s: " + done.describe())
     assert done.exit_delay <= shutdown_timeout + SLACK + TEARDOWN, (
         f"the process lingered after atexit (> {TEARDOWN}s of teardown): " + done.describe())
@@ -432,13 +437,6 @@ def flooded() -> Finished:
     return done
 
 
-SMALL_QUEUE_BREAKS_STARTUP = pytest.mark.xfail(strict=True, reason=(
-    "TORCH_OTEL_QUEUE_SIZE below 512 kills torch-otel at start-up: sdk_setup.configure_sdk passes it as the "
-    "BatchLogRecordProcessor's max_queue_size, the SDK raises 'max_export_batch_size must be less than or equal to "
-    "max_queue_size' inside sitecustomize, and the program runs without torch-otel"))
-
-
-@SMALL_QUEUE_BREAKS_STARTUP
 def test_full_queue_never_blocks_and_memory_stays_bounded(flooded):
     assert_bridge_active(flooded)
     report = flooded.report
@@ -448,13 +446,11 @@ def test_full_queue_never_blocks_and_memory_stays_bounded(flooded):
     assert report["dropped"] >= 40_000, report  # at most 100 queued per 0.2 s export tick survive
 
 
-@SMALL_QUEUE_BREAKS_STARTUP
 def test_full_queue_exits_cleanly_within_the_shutdown_timeout(flooded):
     assert_bridge_active(flooded)
     assert_clean_exit(flooded, flooded.shutdown_timeout, "] flood-")
 
 
-@SMALL_QUEUE_BREAKS_STARTUP
 def test_dropped_records_are_counted_in_the_health_metric(flooded):
     assert_bridge_active(flooded)
     stdout = "\n".join(flooded.stdout_lines)
@@ -463,7 +459,6 @@ def test_dropped_records_are_counted_in_the_health_metric(flooded):
     assert int(match.group(1)) == flooded.report["dropped"]
 
 
-@SMALL_QUEUE_BREAKS_STARTUP
 def test_dropped_records_are_reported_once_at_exit(flooded):
     assert_bridge_active(flooded)
     dropped = flooded.report["dropped"]
@@ -486,3 +481,23 @@ def test_sdk_disabled_opens_no_connection_and_runs_normally(blackhole):
     assert not blackhole.accepted, f"{len(blackhole.accepted)} connection(s) to the configured endpoint"
     assert not torch_otel_lines(done) and not any("Traceback" in line for line in done.stderr_lines), done.describe()
     assert done.shutdown_cost is not None and done.shutdown_cost < SLACK, done.describe()
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "autostart.start does not guard configure_sdk/instrument: an SDK constructor that rejects a setting "
+    "(BatchLogRecordProcessor: max_export_batch_size > max_queue_size) escapes from sitecustomize as Python's "
+    "generic 'Error in sitecustomize' and the program silently runs without torch-otel"))
+def test_a_setting_the_sdk_rejects_is_reported_by_torch_otel_not_by_sitecustomize():
+    """OTEL_BLRP_MAX_EXPORT_BATCH_SIZE larger than the log queue torch-otel builds (max(TORCH_OTEL_QUEUE_SIZE,
+    2048) today). Acceptable outcomes: torch-otel adapts and starts, or it stops with its usual one-paragraph
+    error naming the variable (exit 2). Not acceptable: Python's 'Error in sitecustomize' and no telemetry."""
+    env = fault_env("http://127.0.0.1:1", OTEL_BLRP_MAX_EXPORT_BATCH_SIZE="4096", TORCH_OTEL_QUEUE_SIZE="100",
+                    OTEL_TRACES_EXPORTER="none", OTEL_METRICS_EXPORTER="none", TORCH_OTEL_SHUTDOWN_TIMEOUT="1")
+    done = subprocess.run([str(BIN / "torch-otel"), "run", "--", sys.executable, str(FAULT_APP), "--stages", "rec:10"],
+                          env=env, cwd=ROOT, capture_output=True, text=True, timeout=STARTUP_TIMEOUT)
+    assert "Error in sitecustomize" not in done.stderr, done.stderr[-2000:]
+    reports = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode == 2:
+        assert "OTEL_BLRP_MAX_EXPORT_BATCH_SIZE" in done.stderr, done.stderr[-2000:]
+    else:
+        assert done.returncode == 3 and reports and reports[-1]["bridge"], (done.returncode, done.stderr[-2000:])

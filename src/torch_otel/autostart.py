@@ -70,15 +70,19 @@ def finish(providers: Providers, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     drained = run_bounded(bridge.drain, seconds=timeout) if bridge is not None else True
     completed = providers.shutdown(max(0.0, deadline - time.monotonic())) and drained
-    losses = loss_summary(bridge.dropped if bridge else 0, HEALTH.export_failures, completed, timeout)
+    undelivered = HEALTH.lost_records + (bridge.queued if bridge else 0)
+    losses = loss_summary(bridge.dropped if bridge else 0, undelivered, HEALTH.export_failures, completed, timeout)
     if losses:
         sys.stderr.write(f"torch-otel: {losses}\n")
 
 
-def loss_summary(dropped: int, export_failures: dict[str, int], completed: bool, timeout: float) -> str:
+def loss_summary(dropped: int, undelivered: int, export_failures: dict[str, int], completed: bool,
+                 timeout: float) -> str:
     parts = []
     if dropped:
         parts.append(f"{dropped} log records dropped because the queue was full (TORCH_OTEL_QUEUE_SIZE)")
+    if undelivered:
+        parts.append(f"{undelivered} log records not delivered (failed requests or still queued at exit)")
     failed = {signal: count for signal, count in export_failures.items() if count}
     if failed:
         parts.append("failed export requests: " + ", ".join(f"{count} {signal}" for signal, count in failed.items()))

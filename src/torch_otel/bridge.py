@@ -4,6 +4,7 @@ and runs the background thread that hands queued records to OpenTelemetry."""
 from __future__ import annotations
 
 import logging
+import multiprocessing.util
 import os
 import threading
 import time
@@ -20,7 +21,6 @@ from torch_otel.redaction import Redactor
 from torch_otel.settings import Settings
 
 _EXPORT_INTERVAL_S = 0.2
-_WAKE_AT_QUEUED = 512
 _warn = logging.getLogger("torch_otel").warning
 
 
@@ -72,7 +72,9 @@ class LogBridge:
         self._wire_sink = wire_sink
         self._provider = logger_provider
         self._settings = settings
-        self._queue = RecordQueue(settings.queue_size, _WAKE_AT_QUEUED, self._wake)
+        # Waking the export thread early in a burst makes it fight the logging thread for the GIL; the 0.2 s
+        # tick handles normal traffic and the wake-up only protects the queue from filling.
+        self._queue = RecordQueue(settings.queue_size, max(1, settings.queue_size // 2), self._wake)
         self._converter = LogRecordConverter(logger_provider, _torch_version(), settings.max_body_bytes, _logger_artifact,
                                              Redactor(settings.redact_paths, settings.redact_code))
         self._handlers: dict[str, TorchLogHandler] = {}
@@ -232,6 +234,10 @@ class LogBridge:
         return self._queue.dropped
 
     @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    @property
     def truncated(self) -> int:
         return self._converter.truncated
 
@@ -242,6 +248,14 @@ class LogBridge:
         self._wakeup = threading.Event()
         if self._thread is not None and not self._stopping:
             self._start_thread()
+            # multiprocessing children (DataLoader workers) leave through os._exit, skipping atexit; its own
+            # exit hook still runs, so flush there, bounded like any exit.
+            multiprocessing.util.Finalize(self, self._flush_bounded, exitpriority=100)
+
+    def _flush_bounded(self) -> None:
+        from torch_otel.sdk_setup import run_bounded
+
+        run_bounded(lambda: self.flush(self._settings.shutdown_timeout), seconds=self._settings.shutdown_timeout)
 
 
 _fork_targets: weakref.WeakSet[LogBridge] = weakref.WeakSet()

@@ -14,7 +14,7 @@ def estimated_size(readable: Any) -> int:
     body = record.body
     size = _PER_RECORD_OVERHEAD + (len(body) * 4 if isinstance(body, str) and len(body) < 4096 else 0)
     if isinstance(body, str) and len(body) >= 4096:
-        size += len(body.encode("utf-8", "surrogatepass"))
+        size += len(body) if body.isascii() else len(body.encode("utf-8", "surrogatepass"))
     for key, value in (record.attributes or {}).items():
         size += len(key) + (len(value) if isinstance(value, str) else 16)
     return size
@@ -35,7 +35,7 @@ def split_by_bytes(batch: Sequence[Any], max_bytes: int) -> Iterator[Sequence[An
 class ByteBudgetLogExporter(LogRecordExporter):
     """Wraps a log exporter and sends each batch as as many requests as the byte budget requires."""
 
-    def __init__(self, inner: LogRecordExporter, max_bytes: int, on_failure: Callable[[], None] = lambda: None) -> None:
+    def __init__(self, inner: LogRecordExporter, max_bytes: int, on_failure: Callable[[int], None] = lambda count: None) -> None:
         self.inner = inner
         self.max_bytes = max_bytes
         self._on_failure = on_failure
@@ -49,7 +49,7 @@ class ByteBudgetLogExporter(LogRecordExporter):
                 succeeded = False
             if not succeeded:
                 result = LogRecordExportResult.FAILURE
-                self._on_failure()
+                self._on_failure(len(chunk))
         return result
 
     def shutdown(self) -> None:

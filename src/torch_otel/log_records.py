@@ -17,6 +17,8 @@ def cap_body(message: str, max_bytes: int) -> tuple[str, int | None]:
     """Cut ``message`` to at most ``max_bytes`` of UTF-8; returns the body and the original size if it was cut."""
     if len(message) * 4 <= max_bytes:
         return message, None
+    if message.isascii():
+        return (message, None) if len(message) <= max_bytes else (message[:max_bytes], len(message))
     encoded = message.encode("utf-8", "surrogatepass")
     if len(encoded) <= max_bytes:
         return message, None

@@ -56,6 +56,7 @@ class BridgeHealth:
 
     def __init__(self) -> None:
         self.export_failures: dict[str, int] = {"logs": 0, "traces": 0, "metrics": 0}
+        self.lost_records = 0  # log records in export requests that failed
         self.dropped: Callable[[], int] = lambda: 0
         self.truncated: Callable[[], int] = lambda: 0
 

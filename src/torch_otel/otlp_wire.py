@@ -196,7 +196,7 @@ def http_log_exporter_for_bytes(**kwargs: Any) -> Any:
 class WireLogSink:
     """Encodes drained records and sends them in requests of at most ``max_bytes``."""
 
-    def __init__(self, exporter: Any, encoder: LogEncoder, max_bytes: int, on_failure: Any = lambda: None) -> None:
+    def __init__(self, exporter: Any, encoder: LogEncoder, max_bytes: int, on_failure: Any = lambda count: None) -> None:
         self.exporter = exporter
         self.encoder = encoder
         self.max_bytes = max_bytes
@@ -222,7 +222,7 @@ class WireLogSink:
         except Exception:  # noqa: BLE001 - a transport error is a failed export, counted like one
             succeeded = False
         if not succeeded:
-            self._on_failure()
+            self._on_failure(count)
 
     def shutdown(self) -> None:
         self.exporter.shutdown()

@@ -184,8 +184,9 @@ def _wire_log_sink(plan: ExportPlan, resource: Resource, settings: Settings) -> 
 
 
 def _count_failure(signal: str) -> Any:
-    def count() -> None:
+    def count(records: int = 0) -> None:
         HEALTH.export_failures[signal] += 1
+        HEALTH.lost_records += records
 
     return count
 
@@ -270,7 +271,7 @@ def configure_sdk(settings: Settings, environ: Mapping[str, str] | None = None) 
         logger_provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
         if (log_exporter := _exporter(plan, "logs", file_sink)) is not None:
             batched = ByteBudgetLogExporter(log_exporter, settings.max_batch_bytes, _count_failure("logs"))
-            logger_provider.add_log_record_processor(BatchLogRecordProcessor(batched, max_queue_size=settings.queue_size))
+            logger_provider.add_log_record_processor(BatchLogRecordProcessor(batched, max_queue_size=max(settings.queue_size, 2048)))
         _logs.set_logger_provider(logger_provider)
         created.append("logger")
     meter_provider = metrics.get_meter_provider()

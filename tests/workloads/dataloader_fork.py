@@ -7,9 +7,11 @@ Two epochs, bodies unique per (phase, kind, index) so a test can count duplicate
 * ``long``: a persistent DataLoader whose workers stay alive ``--linger`` seconds after the epoch (a training loop
   that goes on), so their own export machinery has time to run before the parent shuts them down.
 
-Workers log ``<phase>-worker-init-<id>`` (worker_init_fn) and ``<phase>-worker-item-<i>`` (__getitem__); the
-parent logs ``parent-before`` before any fork and ``parent-after`` at the end. Prints one JSON line (items seen
-per phase, parent pid, worker pids, start method) and exits 0.
+Workers log ``<phase>-worker-init-<id>`` (worker_init_fn) and ``<phase>-worker-item-<i>`` (__getitem__). The parent
+logs ``parent-before`` and does 0.5 s of "set-up" (so the process's first export, which opens the gRPC connection,
+is over before anything forks), then ``parent-queued-at-fork`` right before the first DataLoader forks its workers
+(it is normally still in the bridge's queue at that moment), and ``parent-after`` at the end. Prints one JSON
+line (items seen per phase, parent pid, worker pids, start method) and exits 0.
 """
 
 from __future__ import annotations
@@ -60,6 +62,8 @@ def main() -> None:
     parser.add_argument("--linger", type=float, default=1.5)
     args = parser.parse_args()
     LOG.warning("parent-before")
+    time.sleep(0.5)
+    LOG.warning("parent-queued-at-fork")
     short_items, short_pids, _ = epoch("short", persistent=False)
     long_items, long_pids, loader = epoch("long", persistent=True)
     time.sleep(args.linger)

@@ -1,9 +1,9 @@
 """One torchrun rank: DDP (gloo, CPU) around a small model, compiled with backend="aot_eager".
 
 DDPOptimizer splits the graph at bucket boundaries and logs the pieces under the ``ddp_graphs`` artifact (enable
-it with TORCH_LOGS=ddp_graphs). Two 1 MiB layers with 1 MiB buckets force a split. Each rank logs ``ddp-rank-<rank>-step-<n>``
-through torch's logger and opens an application span ``ddp-step`` per step, so records and spans of each rank
-can be told apart. Prints one JSON line per rank and exits 0.
+it with TORCH_LOGS=ddp_graphs); two 1 MiB layers with 1 MiB buckets force a split. Each rank logs
+``ddp-rank-<rank>-step-<n>`` through torch's logger and opens an application span ``ddp-step`` per step, so records
+and spans of each rank can be told apart. Prints one JSON line per rank and exits 0.
 """
 
 from __future__ import annotations

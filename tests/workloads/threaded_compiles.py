@@ -1,8 +1,8 @@
 """Several threads compile different functions at the same time, each inside its own application span.
 
 Thread n opens span ``app-thread-<n>`` and calls ``torch.compile(thread_fn_<n>, backend="eager")`` (distinct code
-objects, so distinct frames), after a barrier so the compiles overlap as much as dynamo allows. Prints one JSON line per thread with its span's ids
-and the function name, and exits 0.
+objects, so distinct frames), after a barrier so the compiles overlap as much as dynamo allows. Prints one JSON
+line per thread with its span's ids and the function name, and exits 0.
 """
 
 from __future__ import annotations
