@@ -70,7 +70,8 @@ def finish(providers: Providers, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     drained = run_bounded(bridge.drain, seconds=timeout) if bridge is not None else True
     completed = providers.shutdown(max(0.0, deadline - time.monotonic())) and drained
-    undelivered = HEALTH.lost_records + (bridge.queued if bridge else 0)
+    in_flight = providers.log_sink.in_flight if providers.log_sink is not None else 0
+    undelivered = HEALTH.lost_records + in_flight + (bridge.queued if bridge else 0)
     losses = loss_summary(bridge.dropped if bridge else 0, undelivered, HEALTH.export_failures, completed, timeout)
     if losses:
         sys.stderr.write(f"torch-otel: {losses}\n")

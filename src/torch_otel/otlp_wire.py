@@ -201,6 +201,7 @@ class WireLogSink:
         self.encoder = encoder
         self.max_bytes = max_bytes
         self._on_failure = on_failure
+        self.in_flight = 0  # records in the request being sent right now
 
     def export(self, records: Iterable[WireRecord]) -> None:
         by_scope: dict[str, list[bytes]] = {}
@@ -217,10 +218,13 @@ class WireLogSink:
             self._send(by_scope, count)
 
     def _send(self, by_scope: Mapping[str, Sequence[bytes]], count: int) -> None:
+        self.in_flight = count
         try:
             succeeded = self.exporter.send(EncodedBatch(self.encoder.request(by_scope), count))
         except Exception:  # noqa: BLE001 - a transport error is a failed export, counted like one
             succeeded = False
+        finally:
+            self.in_flight = 0
         if not succeeded:
             self._on_failure(count)
 
