@@ -76,9 +76,6 @@ def test_long_lived_forked_workers_export_their_own_records(dataloader_run):
     assert not missing, f"records from live DataLoader workers never arrived: {sorted(missing)}"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "records logged in a DataLoader worker are lost when the worker exits before the next export tick: workers "
-    "end in os._exit (no atexit), and torch-otel registers no multiprocessing exit hook in forked children"))
 def test_short_lived_forked_workers_records_arrive(dataloader_run):
     run, report, counts = dataloader_run
     expected = {f"short-worker-item-{i}" for i in range(8)} | {"short-worker-init-0", "short-worker-init-1"}

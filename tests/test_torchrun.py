@@ -6,6 +6,7 @@ carries pytorch.distributed.{rank,world_size,local_rank}; the launcher's has non
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections import Counter
 
@@ -39,7 +40,8 @@ def _run_ddp(collector, otlp_sink):
                     OMP_NUM_THREADS="1")
     run = run_child(command, env, timeout=150)
     assert run.returncode == 0, run.stderr[-4000:]
-    ranks = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
+    # The ranks share the launcher's stdout: find each rank's one-line JSON report wherever it landed.
+    ranks = [json.loads(found) for found in re.findall(r'\{"rank": [^{}]*\}', run.stdout)]
     assert sorted(r["rank"] for r in ranks) == [0, 1], run.stdout
     otlp_sink.wait_for(lambda s: {0, 1} <= {r.resource.get(RANK) for r in s.log_records()
                                             if str(r.body).startswith("ddp-rank-")})

@@ -41,14 +41,14 @@ def start() -> None:
     except Exception as error:  # noqa: BLE001 - the program's own import of torch will report it
         sys.stderr.write(f"torch-otel: torch could not be imported ({error}); running without the bridge.\n")
         return
-    providers = configure_sdk(settings)
-    if providers.file_path is not None:
-        sys.stderr.write(
-            f"torch-otel: no OTLP endpoint configured, so traces, logs and metrics go to {providers.file_path} "
-            f"(read it with `torch-otel report {providers.file_path}`; set OTEL_EXPORTER_OTLP_ENDPOINT to send to "
-            "a collector instead).\n"
-        )
-    instrument(settings=settings, log_sink=providers.log_sink)
+    try:
+        providers = configure_sdk(settings)
+        announce_file(providers)
+        instrument(settings=settings, log_sink=providers.log_sink)
+    except Exception as error:  # noqa: BLE001 - e.g. an OTEL_* value the SDK itself rejects
+        sys.stderr.write(f"torch-otel: could not set up OpenTelemetry ({type(error).__name__}: {error}); "
+                         "the program runs without torch-otel. Run `torch-otel doctor` to check the settings.\n")
+        return
     bridge = TorchInstrumentor.bridge
     if bridge is not None:
         atexit.unregister(bridge.flush)  # finish() flushes it within the same deadline
@@ -57,6 +57,15 @@ def start() -> None:
 
 
 _started: list[tuple[Providers, float]] = []
+
+
+def announce_file(providers: Providers) -> None:
+    if providers.file_path is not None:
+        sys.stderr.write(
+            f"torch-otel: no OTLP endpoint configured, so traces, logs and metrics go to {providers.file_path} "
+            f"(read it with `torch-otel report {providers.file_path}`; set OTEL_EXPORTER_OTLP_ENDPOINT to send to "
+            "a collector instead).\n"
+        )
 
 
 def _finish_at_exit() -> None:

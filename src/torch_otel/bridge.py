@@ -97,6 +97,8 @@ class LogBridge:
         self._stopping = False
         self._start_thread()
         _register_fork_handler(self)
+        # Runs in multiprocessing children after their finalizer registry is reset, so the finalizer survives.
+        multiprocessing.util.register_after_fork(self, _flush_at_worker_exit)
 
     def stop(self) -> None:
         self.flush(self._settings.shutdown_timeout)
@@ -248,14 +250,14 @@ class LogBridge:
         self._wakeup = threading.Event()
         if self._thread is not None and not self._stopping:
             self._start_thread()
-            # multiprocessing children (DataLoader workers) leave through os._exit, skipping atexit; its own
-            # exit hook still runs, so flush there, bounded like any exit.
-            multiprocessing.util.Finalize(self, self._flush_bounded, exitpriority=100)
 
-    def _flush_bounded(self) -> None:
+    def _flush_in_worker_exit(self) -> None:
+        """multiprocessing children (DataLoader workers) leave through os._exit, skipping atexit, but run
+        multiprocessing's finalizers first. Kept short: DataLoader terminates workers that linger."""
         from torch_otel.sdk_setup import run_bounded
 
-        run_bounded(lambda: self.flush(self._settings.shutdown_timeout), seconds=self._settings.shutdown_timeout)
+        budget = min(1.0, self._settings.shutdown_timeout)
+        run_bounded(lambda: self.flush(budget), seconds=budget)
 
 
 _fork_targets: weakref.WeakSet[LogBridge] = weakref.WeakSet()
@@ -268,6 +270,11 @@ def _register_fork_handler(bridge: LogBridge) -> None:
         os.register_at_fork(after_in_child=_reinit_after_fork)
         _fork_hook_installed = True
     _fork_targets.add(bridge)
+
+
+def _flush_at_worker_exit(bridge: LogBridge) -> None:
+    if not bridge._stopping:
+        multiprocessing.util.Finalize(bridge, bridge._flush_in_worker_exit, exitpriority=100)
 
 
 def _reinit_after_fork() -> None:

@@ -183,6 +183,13 @@ def _wire_log_sink(plan: ExportPlan, resource: Resource, settings: Settings) -> 
     return WireLogSink(exporter, encoder, settings.max_batch_bytes, _count_failure("logs"))
 
 
+def _sdk_log_queue_size(settings: Settings) -> int:
+    """Large enough for what the bridge hands over in one go, and never below the SDK's batch size."""
+    raw_batch = os.environ.get("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", "")
+    batch = int(raw_batch) if raw_batch.isdigit() else 512
+    return max(settings.queue_size, 2048, batch)
+
+
 def _count_failure(signal: str) -> Any:
     def count(records: int = 0) -> None:
         HEALTH.export_failures[signal] += 1
@@ -271,7 +278,7 @@ def configure_sdk(settings: Settings, environ: Mapping[str, str] | None = None) 
         logger_provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
         if (log_exporter := _exporter(plan, "logs", file_sink)) is not None:
             batched = ByteBudgetLogExporter(log_exporter, settings.max_batch_bytes, _count_failure("logs"))
-            logger_provider.add_log_record_processor(BatchLogRecordProcessor(batched, max_queue_size=max(settings.queue_size, 2048)))
+            logger_provider.add_log_record_processor(BatchLogRecordProcessor(batched, max_queue_size=_sdk_log_queue_size(settings)))
         _logs.set_logger_provider(logger_provider)
         created.append("logger")
     meter_provider = metrics.get_meter_provider()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 
 import torch
 import torch.distributed as dist
@@ -53,8 +54,9 @@ def main() -> None:
             optimizer.step()
             optimizer.zero_grad()
     dist.barrier()
-    print(json.dumps({"rank": rank, "world_size": world_size, "local_rank": int(os.environ["LOCAL_RANK"]),
-                      "pid": os.getpid()}), flush=True)
+    report = {"rank": rank, "world_size": world_size, "local_rank": int(os.environ["LOCAL_RANK"]), "pid": os.getpid()}
+    sys.stdout.write(json.dumps(report) + "\n")  # one write: the ranks share the launcher's stdout
+    sys.stdout.flush()
     dist.destroy_process_group()
 
 
