@@ -10,11 +10,14 @@ import atexit
 import ctypes
 import os
 import signal
-import socket
 import subprocess
 import tempfile
 import time
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from collector import accepts, free_port  # noqa: E402 - the tests' loopback helpers, shared
 
 _PR_SET_PDEATHSIG = 1
 
@@ -24,20 +27,6 @@ def agent_path() -> str:
     from rotel.agent import Agent
 
     return str(Agent.agent_path)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _accepts(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-        return True
-    except OSError:
-        return False
 
 
 def _collector_env() -> dict[str, str]:
@@ -84,7 +73,7 @@ class BlackholeCollector:
 
     def start(self) -> BlackholeCollector:
         for _ in range(3):  # a "free" port can be taken between probing and binding
-            self.grpc_port, self.http_port = _free_port(), _free_port()
+            self.grpc_port, self.http_port = free_port(), free_port()
             if self.grpc_port != self.http_port and self._spawn_and_wait():
                 atexit.register(self.stop)
                 return self
@@ -101,7 +90,7 @@ class BlackholeCollector:
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
                 return False
-            if _accepts(self.grpc_port) and _accepts(self.http_port):
+            if accepts(self.grpc_port) and accepts(self.http_port):
                 return True
             time.sleep(0.01)
         return False

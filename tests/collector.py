@@ -47,7 +47,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _accepts(port: int) -> bool:
+def accepts(port: int) -> bool:
     try:
         socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
         return True
@@ -154,7 +154,7 @@ class RotelCollector:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 return False
-            if _accepts(self.grpc_port) and _accepts(self.http_port) and self.proc.poll() is None:
+            if accepts(self.grpc_port) and accepts(self.http_port) and self.proc.poll() is None:
                 self.startup_seconds = time.monotonic() - t0
                 return True
             time.sleep(0.005)

@@ -613,7 +613,7 @@ def test_readme_rotel_command_sends_traces_logs_and_metrics_where_documented(otl
     import os
     import time
 
-    from collector import agent_path, free_port
+    from collector import accepts, agent_path, free_port
     from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
     from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
     from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
@@ -652,7 +652,7 @@ def test_readme_rotel_command_sends_traces_logs_and_metrics_where_documented(otl
     providers: list[Any] = []
     try:
         deadline = time.monotonic() + 10
-        while not _port_open(grpc_port):
+        while not accepts(grpc_port):
             assert proc.poll() is None, f"rotel-agent exited: {output.read_text(errors='replace')}"
             assert time.monotonic() < deadline, "rotel-agent did not start listening"
             time.sleep(0.02)
@@ -700,11 +700,3 @@ def test_readme_rotel_command_sends_traces_logs_and_metrics_where_documented(otl
         http_sink.close()
 
 
-def _port_open(port: int) -> bool:
-    import socket
-
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-        return True
-    except OSError:
-        return False

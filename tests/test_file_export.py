@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from e2e import BIN, ROOT, WORKLOAD, run_child
+from e2e import BIN, WORKLOAD, run_child
 
 pytestmark = pytest.mark.slow
 

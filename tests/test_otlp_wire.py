@@ -84,7 +84,7 @@ def test_batches_stay_under_the_byte_budget_and_failures_are_counted():
     failures = []
     exporter = RecordingExporter(fail=True)
     encoder = LogEncoder({"service.name": "x"}, "1")
-    sink = WireLogSink(exporter, encoder, 100_000, on_failure=lambda: failures.append(1))
+    sink = WireLogSink(exporter, encoder, 100_000, on_failure=failures.append)
     from torch_otel.otlp_wire import WireRecord
     from opentelemetry.context import Context
 
@@ -92,7 +92,7 @@ def test_batches_stay_under_the_byte_budget_and_failures_are_counted():
     sink.export(records)
     assert [b.count for b in exporter.batches] == [3, 3, 3, 1]
     assert all(len(b.data) <= 100_000 for b in exporter.batches)
-    assert len(failures) == 4
+    assert failures == [3, 3, 3, 1]  # lost records, counted per failed request
     decoded = [ExportLogsServiceRequest.FromString(b.data) for b in exporter.batches]
     assert [r.attributes[0].value.int_value for d in decoded for r in d.resource_logs[0].scope_logs[0].log_records] \
         == list(range(10))

@@ -5,7 +5,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from inmemory import LogCapture, instrumented, recompiling_workload
+from inmemory import LogCapture, recompiling_workload
 from torch_state import preserved_torch_logging
 from torch_otel.settings import Settings
 
