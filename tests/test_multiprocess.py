@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections import Counter
 
 import pytest
@@ -123,3 +124,24 @@ def test_threads_compiling_at_once_get_their_own_spans(collector, otlp_sink):
         assert len(mine) == 1, f"{thread['function']}: {[s.attributes for s in compiles]}"
         assert mine[0].parent_span_id == app.span_id and mine[0].trace_id == app.trace_id, (
             f"{thread['function']}'s torch.compile span is not a child of its own thread's app span")
+
+
+# -- forks right after an export tick ------------------------------------------------------------------------------
+@pytest.mark.collector
+@pytest.mark.slow
+def test_repeated_forks_near_exports_neither_duplicate_nor_lose(collector, otlp_sink):
+    """Forks are held off (briefly) while an export is in flight, and children get a fresh gRPC channel."""
+    env = child_env(collector, TORCH_LOGS="dynamo", OTEL_TRACES_EXPORTER="none", OTEL_METRICS_EXPORTER="none")
+    run = run_child([str(BIN / "torch-otel"), "run", "--", sys.executable, str(WORKLOADS / "fork_stress.py")], env)
+    assert run.returncode == 0, run.stderr[-2000:]
+    expected = {f"{who}-{k}" for k in range(15) for who in ("p", "c")}
+
+    def markers(sink):
+        bodies = [r.body for r in sink.log_records() if isinstance(r.body, str) and r.body in expected]
+        return bodies if set(bodies) == expected else None
+
+    bodies = otlp_sink.wait_for(markers, timeout=15)
+    time.sleep(0.5)
+    counts = Counter(r.body for r in otlp_sink.log_records() if r.body in expected)
+    assert all(count == 1 for count in counts.values()), {k: v for k, v in counts.items() if v > 1}
+    assert len(bodies) >= len(expected)

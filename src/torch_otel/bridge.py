@@ -21,6 +21,7 @@ from torch_otel.redaction import Redactor
 from torch_otel.settings import Settings
 
 _EXPORT_INTERVAL_S = 0.2
+_FORK_WAIT_S = 0.5
 _warn = logging.getLogger("torch_otel").warning
 
 
@@ -243,9 +244,22 @@ class LogBridge:
     def truncated(self) -> int:
         return self._converter.truncated
 
+    def _before_fork(self) -> None:
+        # Fork between exports, not in the middle of one: a request half-sent on an inherited gRPC channel can
+        # arrive twice. Bounded, so a stalled export never holds up DataLoader workers.
+        self._held_for_fork = self._export_lock.acquire(timeout=_FORK_WAIT_S)
+
+    def _after_fork_in_parent(self) -> None:
+        if getattr(self, "_held_for_fork", False):
+            self._held_for_fork = False
+            self._export_lock.release()
+
     def _after_fork_in_child(self) -> None:
         # The parent exports what it queued; the child starts empty so nothing is sent twice.
+        self._held_for_fork = False
         self._queue.drain()
+        if self._wire_sink is not None:
+            self._wire_sink.after_fork_in_child()
         self._export_lock = threading.Lock()
         self._wakeup = threading.Event()
         if self._thread is not None and not self._stopping:
@@ -267,7 +281,8 @@ _fork_hook_installed = False
 def _register_fork_handler(bridge: LogBridge) -> None:
     global _fork_hook_installed
     if not _fork_hook_installed and hasattr(os, "register_at_fork"):
-        os.register_at_fork(after_in_child=_reinit_after_fork)
+        os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
+                            after_in_child=_reinit_after_fork)
         _fork_hook_installed = True
     _fork_targets.add(bridge)
 
@@ -275,6 +290,16 @@ def _register_fork_handler(bridge: LogBridge) -> None:
 def _flush_at_worker_exit(bridge: LogBridge) -> None:
     if not bridge._stopping:
         multiprocessing.util.Finalize(bridge, bridge._flush_in_worker_exit, exitpriority=100)
+
+
+def _before_fork() -> None:
+    for bridge in list(_fork_targets):
+        bridge._before_fork()
+
+
+def _after_fork_in_parent() -> None:
+    for bridge in list(_fork_targets):
+        bridge._after_fork_in_parent()
 
 
 def _reinit_after_fork() -> None:

@@ -228,5 +228,16 @@ class WireLogSink:
         if not succeeded:
             self._on_failure(count)
 
+    def after_fork_in_child(self) -> None:
+        """gRPC channels do not survive fork (gRPC's fork support is off by default): give the child a new one.
+        The inherited channel is left alone; closing it would touch the parent's connection."""
+        self.in_flight = 0
+        reconnect = getattr(self.exporter, "_initialize_channel_and_stub", None)
+        if reconnect is not None:
+            try:
+                reconnect()
+            except Exception:  # noqa: BLE001 - the child then exports through the inherited channel, as before
+                pass
+
     def shutdown(self) -> None:
         self.exporter.shutdown()
