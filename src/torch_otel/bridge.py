@@ -21,6 +21,7 @@ from torch_otel.redaction import Redactor
 from torch_otel.settings import Settings
 
 _EXPORT_INTERVAL_S = 0.2
+_MAX_DEFERRED_TICKS = 10  # export at least every 2 s, burst or not
 _FORK_WAIT_S = 0.5
 _warn = logging.getLogger("torch_otel").warning
 
@@ -187,10 +188,18 @@ class LogBridge:
 
     def _run(self) -> None:
         exporting.set(True)
+        seen, deferred = 0, 0
         while not self._stopping:
-            self._wakeup.wait(_EXPORT_INTERVAL_S)
+            full = self._wakeup.wait(_EXPORT_INTERVAL_S)
             self._wakeup.clear()
-            self._export_pending()
+            queued = len(self._queue)
+            # While torch is still logging a burst (a compile at +dynamo emits thousands of records), exporting
+            # would compete with it for the GIL; wait for the burst to end, up to a bound.
+            if full or queued <= seen or deferred >= _MAX_DEFERRED_TICKS:
+                self._export_pending()
+                seen, deferred = 0, 0
+            else:
+                seen, deferred = queued, deferred + 1
 
     def _prepared(self, items: list) -> Any:
         for item in items:
