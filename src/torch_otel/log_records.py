@@ -30,14 +30,14 @@ _TRACE_CONTEXT_KEYS = {
 }
 
 
-def structured_trace_fields(record: Any) -> tuple[str, str, str]:
-    """Event name, body and metadata JSON of a TORCH_TRACE record (``metadata`` and ``payload`` extras)."""
-    metadata = getattr(record, "metadata", None) or {}
+def structured_trace_fields(trace_extras: Any) -> tuple[str, str, str]:
+    """Event name, body and metadata JSON of a TORCH_TRACE record, from its ``metadata`` and ``payload`` extras."""
+    metadata, payload = trace_extras or ({}, None)
+    metadata = metadata or {}
     kind = next((key for key in metadata if key not in _TRACE_CONTEXT_KEYS), "unknown")
     details = metadata.get(kind)
     if kind == "artifact" and isinstance(details, dict) and details.get("name"):
         kind = str(details["name"])
-    payload = getattr(record, "payload", None)
     encoded = json.dumps(details, default=repr)
     return catalog.STRUCTURED_TRACE_EVENT_PREFIX + kind, encoded if payload is None else str(payload), encoded
 
@@ -64,13 +64,12 @@ class LogRecordConverter:
 
     def prepare(self, item: QueuedRecord) -> WireRecord:
         """Everything exported about one record: body capped (and redacted if asked), attributes, event name."""
-        record = item.record
         attributes: dict[str, Any] = {
             catalog.ATTR_COMPONENT: item.component.alias,
-            catalog.ATTR_LOGGER: record.name,
-            catalog.ATTR_CODE_FILE: self._redactor.path(record.pathname),
-            catalog.ATTR_CODE_LINE: record.lineno,
-            catalog.ATTR_CODE_FUNCTION: record.funcName,
+            catalog.ATTR_LOGGER: item.name,
+            catalog.ATTR_CODE_FILE: self._redactor.path(item.pathname),
+            catalog.ATTR_CODE_LINE: item.lineno,
+            catalog.ATTR_CODE_FUNCTION: item.func_name,
         }
         if item.trace_id is not None:
             attributes[catalog.ATTR_COMPILE_ID] = str(item.trace_id)
@@ -78,25 +77,25 @@ class LogRecordConverter:
         message = item.message
         kind = None
         if item.component.alias == catalog.STRUCTURED_TRACE_COMPONENT:
-            event_name, message, metadata = structured_trace_fields(record)
+            event_name, message, metadata = structured_trace_fields(item.trace_extras)
             kind = event_name[len(catalog.STRUCTURED_TRACE_EVENT_PREFIX):]
             attributes[catalog.ATTR_TRACE_METADATA] = cap_body(self._redactor.text(metadata), self._max_body_bytes)[0]
-        elif (artifact := self._artifact(record.name)) is not None:
+        elif (artifact := self._artifact(item.name)) is not None:
             attributes[catalog.ATTR_ARTIFACT] = kind = artifact
             event_name = catalog.artifact_event_name(artifact)
         if self._redactor.active:
             message, code_removed = self._redactor.artifact_body(kind, message)
             if code_removed:
                 attributes[catalog.ATTR_REDACTED] = True
-        if record.exc_info:
-            attributes.update(exception_attributes(record.exc_info, self._redactor.text))
+        if item.exc_info:
+            attributes.update(exception_attributes(item.exc_info, self._redactor.text))
         body, original_size = cap_body(message, self._max_body_bytes)
         if original_size is not None:
             self.truncated += 1
             attributes[catalog.ATTR_TRUNCATED] = True
             attributes[catalog.ATTR_ORIGINAL_SIZE] = original_size
-        return WireRecord(item.component.scope, int(record.created * 1e9), catalog.otel_severity_number(record.levelno),
-                          record.levelname, body, attributes, event_name, item.context)
+        return WireRecord(item.component.scope, int(item.created * 1e9), catalog.otel_severity_number(item.levelno),
+                          item.levelname, body, attributes, event_name, item.context)
 
     def emit(self, item: QueuedRecord) -> None:
         """Through the SDK's logger provider (its processors and exporters see the record)."""
