@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from collector import accepts, free_port  # noqa: E402 - the tests' loopback helpers, shared
+from collector import accepts, free_port, stop_process  # noqa: E402 - the tests' loopback helpers, shared
 
 _PR_SET_PDEATHSIG = 1
 
@@ -101,15 +101,8 @@ class BlackholeCollector:
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after 5 s. Safe to call more than once."""
         proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        if proc is not None:
+            stop_process(proc)
 
     def log_text(self) -> str:
         return self.output.read_text(errors="replace") if self.output.exists() else ""

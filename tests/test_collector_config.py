@@ -613,7 +613,7 @@ def test_readme_rotel_command_sends_traces_logs_and_metrics_where_documented(otl
     import os
     import time
 
-    from collector import accepts, agent_path, free_port
+    from collector import accepts, agent_path, free_port, stop_process
     from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
     from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
     from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
@@ -691,12 +691,7 @@ def test_readme_rotel_command_sends_traces_logs_and_metrics_where_documented(otl
     finally:
         for provider in providers:
             provider.shutdown()
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
         http_sink.close()
 
 

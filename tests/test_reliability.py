@@ -85,6 +85,15 @@ class Child:
             child.pumps[-1].start()
         return child
 
+    @classmethod
+    def run(cls, env: dict[str, str], *args: str, timeout: float) -> Finished:
+        """Start, wait for the child to finish within ``timeout`` plus the usual slack, and never leave it behind."""
+        child = cls.start(env, *args)
+        try:
+            return child.finish(timeout)
+        finally:
+            child.kill()
+
     @staticmethod
     def _pump(stream, sink: list[str]) -> None:
         for line in stream:
@@ -255,11 +264,8 @@ MARKERS = ("] rec-",)
 def no_collector() -> Finished:
     """Endpoint = a closed 127.0.0.1 port, default settings (every signal OTLP/gRPC, 5 s shutdown timeout),
     2,000 records, exit code 3."""
-    child = Child.start(fault_env(f"http://127.0.0.1:{free_port()}"), "--stages", "rec:2000")
-    try:
-        return child.finish(DEFAULT_SHUTDOWN_TIMEOUT)
-    finally:
-        child.kill()
+    return Child.run(fault_env(f"http://127.0.0.1:{free_port()}"), "--stages", "rec:2000",
+                     timeout=DEFAULT_SHUTDOWN_TIMEOUT)
 
 
 def test_no_collector_program_keeps_its_exit_code_and_exits_within_the_shutdown_timeout(no_collector):
@@ -308,11 +314,7 @@ def test_blackholed_collector_exits_within_the_shutdown_timeout(blackhole, proto
     timeout = 2.0
     env = fault_env(blackhole.endpoint, OTEL_EXPORTER_OTLP_PROTOCOL=protocol,
                     TORCH_OTEL_SHUTDOWN_TIMEOUT=str(timeout))
-    child = Child.start(env, "--stages", "rec:2000")
-    try:
-        done = child.finish(timeout)
-    finally:
-        child.kill()
+    done = Child.run(env, "--stages", "rec:2000", timeout=timeout)
     assert_bridge_active(done)
     assert blackhole.accepted, "the exporter never even connected: the test did not test anything"
     assert_clean_exit(done, timeout, *MARKERS)
@@ -322,11 +324,7 @@ def test_blackholed_collector_exits_within_the_shutdown_timeout(blackhole, proto
 def test_collector_that_discards_everything_exits_promptly(make_collector):
     """rotel with `--exporter blackhole` accepts every request and drops it: the flush is fast."""
     collector = make_collector(options={"--exporter": "blackhole"})
-    child = Child.start(fault_env(collector.grpc_endpoint), "--stages", "rec:2000")
-    try:
-        done = child.finish(DEFAULT_SHUTDOWN_TIMEOUT)
-    finally:
-        child.kill()
+    done = Child.run(fault_env(collector.grpc_endpoint), "--stages", "rec:2000", timeout=DEFAULT_SHUTDOWN_TIMEOUT)
     assert_clean_exit(done, DEFAULT_SHUTDOWN_TIMEOUT, *MARKERS)
     assert done.shutdown_cost < SLACK, "a collector that answers at once must not cost seconds: " + done.describe()
     assert not torch_otel_lines(done), "nothing was lost, so nothing should be reported: " + done.describe()
@@ -369,11 +367,7 @@ def test_tls_with_the_wrong_ca_fails_cleanly_within_the_shutdown_timeout(tls_sin
     timeout = 2.0
     env = fault_env(f"https://127.0.0.1:{tls_sink.tls_port}", OTEL_EXPORTER_OTLP_CERTIFICATE=str(tls_sink.wrong_ca),
                     TORCH_OTEL_SHUTDOWN_TIMEOUT=str(timeout))
-    child = Child.start(env, "--stages", "rec:2000")
-    try:
-        done = child.finish(timeout)
-    finally:
-        child.kill()
+    done = Child.run(env, "--stages", "rec:2000", timeout=timeout)
     assert not tls_sink.log_records(), "a certificate from the wrong CA was accepted"
     assert_clean_exit(done, timeout, *MARKERS)
 
@@ -381,11 +375,7 @@ def test_tls_with_the_wrong_ca_fails_cleanly_within_the_shutdown_timeout(tls_sin
 def test_tls_with_the_right_ca_delivers(tls_sink):
     """The control for the test above: same server, the right CA, everything arrives."""
     env = fault_env(f"https://127.0.0.1:{tls_sink.tls_port}", OTEL_EXPORTER_OTLP_CERTIFICATE=str(tls_sink.right_ca))
-    child = Child.start(env, "--stages", "rec:2000")
-    try:
-        done = child.finish(DEFAULT_SHUTDOWN_TIMEOUT)
-    finally:
-        child.kill()
+    done = Child.run(env, "--stages", "rec:2000", timeout=DEFAULT_SHUTDOWN_TIMEOUT)
     assert_clean_exit(done, DEFAULT_SHUTDOWN_TIMEOUT, *MARKERS)
     expected = {f"rec-{i}" for i in range(2000)}
     tls_sink.wait_for(lambda s: expected <= {r.body for r in s.log_records()}, timeout=10)
@@ -425,11 +415,7 @@ def flooded() -> Finished:
     timeout = 2.0
     env = fault_env(f"http://127.0.0.1:{free_port()}", TORCH_OTEL_QUEUE_SIZE="100", TORCH_OTEL_TORCH_STDERR="off",
                     OTEL_METRICS_EXPORTER="console", TORCH_OTEL_SHUTDOWN_TIMEOUT=str(timeout))
-    child = Child.start(env, "--stages", "flood:50000", "--settle", "1.0")
-    try:
-        done = child.finish(timeout)
-    finally:
-        child.kill()
+    done = Child.run(env, "--stages", "flood:50000", "--settle", "1.0", timeout=timeout)
     done.shutdown_timeout = timeout  # type: ignore[attr-defined]
     return done
 
@@ -467,11 +453,7 @@ def test_dropped_records_are_reported_once_at_exit(flooded):
 # -- 7. OTEL_SDK_DISABLED -----------------------------------------------------------------------------------------
 def test_sdk_disabled_opens_no_connection_and_runs_normally(blackhole):
     env = fault_env(blackhole.endpoint, OTEL_SDK_DISABLED="true", TORCH_LOGS="+dynamo")
-    child = Child.start(env, "--stages", "rec:200")
-    try:
-        done = child.finish(DEFAULT_SHUTDOWN_TIMEOUT)
-    finally:
-        child.kill()
+    done = Child.run(env, "--stages", "rec:200", timeout=DEFAULT_SHUTDOWN_TIMEOUT)
     time.sleep(0.2)
     assert done.returncode == 3 and not done.killed, done.describe()
     assert done.report["bridge"] is False, "torch-otel started although OTEL_SDK_DISABLED=true"

@@ -19,6 +19,7 @@ from torch_otel.log_records import LogRecordConverter
 from torch_otel.otlp_wire import WireLogSink
 from torch_otel.redaction import Redactor
 from torch_otel.settings import Settings
+from torch_otel.torch_import import torch_version
 
 _EXPORT_INTERVAL_S = 0.2
 _MAX_DEFERRED_TICKS = 10  # export at least every 2 s, burst or not
@@ -49,15 +50,6 @@ def _current_trace_id_reader() -> Callable[[], Any]:
         return lambda: None
 
 
-def _torch_version() -> str | None:
-    try:
-        import torch
-
-        return str(torch.__version__)
-    except Exception:  # noqa: BLE001
-        return None
-
-
 def _is_torch_stderr_handler(internal: Any, handler: logging.Handler) -> bool:
     return (
         internal._is_torch_handler(handler)
@@ -77,7 +69,7 @@ class LogBridge:
         # Waking the export thread early in a burst makes it fight the logging thread for the GIL; the 0.2 s
         # tick handles normal traffic and the wake-up only protects the queue from filling.
         self._queue = RecordQueue(settings.queue_size, max(1, settings.queue_size // 2), self._wake)
-        self._converter = LogRecordConverter(logger_provider, _torch_version(), settings.max_body_bytes, _logger_artifact,
+        self._converter = LogRecordConverter(logger_provider, torch_version(), settings.max_body_bytes, _logger_artifact,
                                              Redactor(settings.redact_paths, settings.redact_code))
         self._handlers: dict[str, TorchLogHandler] = {}
         self._removed_stderr: list[tuple[logging.Logger, logging.Handler]] = []

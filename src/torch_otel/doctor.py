@@ -51,6 +51,7 @@ from torch_otel import environment_variables as env
 from torch_otel.sdk_setup import SIGNALS, ExportPlan, export_plan, sdk_disabled
 from torch_otel.settings import Settings, SettingsError
 from torch_otel.torch_hooks import FEATURES, resolve_attribute
+from torch_otel.torch_import import import_torch_with_logs_held
 from torch_otel.torch_logs import Registry, TorchLogsError, TorchLogsSettings, current_registry, parse_torch_logs
 
 __all__ = ["EXIT_BAD_SETTING", "EXIT_OK", "EXIT_UNREACHABLE", "main", "mask_url"]
@@ -215,16 +216,10 @@ def _import_torch() -> tuple[Any | None, str | None]:
     """Import torch without letting it apply (or choke on) TORCH_LOGS; returns (torch, why not importable)."""
     if "torch" in sys.modules:
         return sys.modules["torch"], None
-    saved = os.environ.pop(TORCH_LOGS, None)
     try:
-        import torch
-
-        return torch, None
+        return import_torch_with_logs_held(), None
     except Exception as error:  # noqa: BLE001 - any import failure is reported, never raised
         return None, f"{type(error).__name__}: {' '.join(str(error).split())}"
-    finally:
-        if saved is not None:
-            os.environ[TORCH_LOGS] = saved
 
 
 def _torch_section(report: _Report, torch: Any | None, import_error: str | None) -> None:

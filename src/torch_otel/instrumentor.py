@@ -16,7 +16,7 @@ from torch_otel.spans import CompileSpans, compile_tracer
 from torch_otel.torch_hooks import TorchHooks
 from torch_otel.sdk_setup import sdk_disabled
 from torch_otel.settings import Settings
-from torch_otel.torch_import import import_torch_checked
+from torch_otel.torch_import import import_torch_checked, torch_version
 
 INSTRUMENTS = ("torch >= 2.4",)
 
@@ -104,12 +104,6 @@ class TorchInstrumentor(BaseInstrumentor):
         if bridge is not None:
             atexit.unregister(bridge.flush)
             bridge.stop()
-
-
-def torch_version() -> str:
-    import torch
-
-    return str(torch.__version__)
 
 
 def instrument(**kwargs: Any) -> None:

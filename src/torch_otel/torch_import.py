@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from types import ModuleType
 
 from torch_otel.torch_logs import parse_torch_logs
 
@@ -18,16 +19,30 @@ def import_torch_checked() -> None:
     if "torch" in sys.modules:
         return
     raw = os.environ.get(TORCH_LOGS)
+    import_torch_with_logs_held()
     if raw is None:
-        import torch  # noqa: F401
-
         return
-    del os.environ[TORCH_LOGS]
-    try:
-        import torch  # noqa: F401
-    finally:
-        os.environ[TORCH_LOGS] = raw
     parse_torch_logs(raw)
     import torch._logging._internal as internal
 
     internal._init_logs()
+
+
+def import_torch_with_logs_held() -> ModuleType:
+    """Import torch with TORCH_LOGS hidden from it, so torch neither applies nor chokes on the value."""
+    raw = os.environ.pop(TORCH_LOGS, None)
+    try:
+        import torch
+    finally:
+        if raw is not None:
+            os.environ[TORCH_LOGS] = raw
+    return torch
+
+
+def torch_version() -> str | None:
+    try:
+        import torch
+
+        return str(torch.__version__)
+    except Exception:  # noqa: BLE001 - no torch: scopes carry no version
+        return None
