@@ -85,10 +85,11 @@ def test_batches_stay_under_the_byte_budget_and_failures_are_counted():
     exporter = RecordingExporter(fail=True)
     encoder = LogEncoder({"service.name": "x"}, "1")
     sink = WireLogSink(exporter, encoder, 100_000, on_failure=failures.append)
-    from torch_otel.otlp_wire import WireRecord
+    from torch_otel.otlp_wire import CallSite, WireRecord
     from opentelemetry.context import Context
 
-    records = [WireRecord("torch._dynamo", i, 5, "DEBUG", "y" * 30_000, {"i": i}, None, Context()) for i in range(10)]
+    site = CallSite("torch._dynamo", 5, "DEBUG", {}, None)
+    records = [WireRecord(site, i, "y" * 30_000, {"i": i}, Context()) for i in range(10)]
     sink.export(records)
     assert [b.count for b in exporter.batches] == [3, 3, 3, 1]
     assert all(len(b.data) <= 100_000 for b in exporter.batches)

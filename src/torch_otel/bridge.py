@@ -38,16 +38,38 @@ def _logger_artifact(logger_name: str) -> str | None:
     return artifact if isinstance(artifact, str) else catalog.artifact_of_logger(logger_name)
 
 
-def _current_trace_id_reader() -> Callable[[], Any]:
-    try:
-        from torch._guards import CompileContext
+def _no_compile() -> None:
+    return None
 
-        reader = CompileContext.current_trace_id
-        reader()
-        return reader
-    except Exception:  # noqa: BLE001 - older or newer torch: records simply carry no compile id
-        _warn("torch-otel: this torch has no CompileContext.current_trace_id; records will carry no pytorch.compile.id")
-        return lambda: None
+
+def _compile_readers() -> tuple[Callable[[], Any], Callable[[Any], str]]:
+    """How the handler reads the compile in progress (a cheap hashable key, on the logging thread) and how the
+    export thread turns that key into torch's trace id text ("0/1", "0/1_1"), as tlparse shows it."""
+    try:
+        from torch._guards import CompileContext, CompileId, TraceId, _TLS, compile_context
+    except ImportError:
+        _warn("torch-otel: this torch has no CompileContext trace ids; records will carry no pytorch.compile.id")
+        return _no_compile, str
+
+    def current_compile() -> Any:
+        # CompileContext.try_get() reads the same thread-local, but getattr() with a default raises and catches an
+        # AttributeError whenever no compile is running, which is most of the time.
+        context = _TLS.__dict__.get("compile_context")
+        if context is None or context.compile_id is None:
+            return None
+        return context.compile_id, context.attempt
+
+    def text(key: Any) -> str:
+        return str(TraceId(*key))
+
+    try:
+        with compile_context(CompileContext(CompileId(frame_id=0, frame_compile_id=0))):
+            agrees = current_compile() == tuple(CompileContext.current_trace_id())
+        if agrees and current_compile() is None:
+            return current_compile, text
+    except Exception:  # noqa: BLE001 - a different torch: use its public-ish reader below
+        pass
+    return CompileContext.current_trace_id, text
 
 
 def _is_torch_stderr_handler(internal: Any, handler: logging.Handler) -> bool:
@@ -69,8 +91,9 @@ class LogBridge:
         # Waking the export thread early in a burst makes it fight the logging thread for the GIL; the 0.2 s
         # tick handles normal traffic and the wake-up only protects the queue from filling.
         self._queue = RecordQueue(settings.queue_size, max(1, settings.queue_size // 2), self._wake)
+        self._current_compile, compile_id_text = _compile_readers()
         self._converter = LogRecordConverter(logger_provider, torch_version(), settings.max_body_bytes, _logger_artifact,
-                                             Redactor(settings.redact_paths, settings.redact_code))
+                                             compile_id_text, Redactor(settings.redact_paths, settings.redact_code))
         self._handlers: dict[str, TorchLogHandler] = {}
         self._removed_stderr: list[tuple[logging.Logger, logging.Handler]] = []
         self._patched: list[tuple[Any, str, Any]] = []
@@ -78,14 +101,12 @@ class LogBridge:
         self._wakeup = threading.Event()
         self._stopping = False
         self._thread: threading.Thread | None = None
-        self._current_trace_id: Callable[[], Any] = lambda: None
         self.emitted = 0
         self.export_errors = 0
 
     # -- lifecycle -------------------------------------------------------------------------------------
     def start(self) -> None:
         internal = _torch_logging_internal()
-        self._current_trace_id = _current_trace_id_reader()
         self._patch_init_logs(internal)
         self.attach()
         self._stopping = False
@@ -117,7 +138,7 @@ class LogBridge:
             handler = self._handlers.get(qname)
             if handler is None:
                 component = Component(qname, catalog.component_of_qname(qname, aliases))
-                handler = self._handlers[qname] = TorchLogHandler(component, self._queue, self._current_trace_id)
+                handler = self._handlers[qname] = TorchLogHandler(component, self._queue, self._current_compile)
             if handler in logger.handlers:
                 logger.removeHandler(handler)
             if not self._settings.torch_stderr:
@@ -130,7 +151,7 @@ class LogBridge:
         handler = self._handlers.get(trace_log.name)
         if handler is None:
             component = Component(catalog.STRUCTURED_TRACE_SCOPE, catalog.STRUCTURED_TRACE_COMPONENT)
-            handler = self._handlers[trace_log.name] = TorchLogHandler(component, self._queue, self._current_trace_id)
+            handler = self._handlers[trace_log.name] = TorchLogHandler(component, self._queue, self._current_compile)
         if handler not in trace_log.handlers:
             trace_log.addHandler(handler)
 

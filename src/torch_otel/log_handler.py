@@ -35,8 +35,11 @@ class QueuedRecord(NamedTuple):
     trace_extras: Any  # (metadata, payload) of a TORCH_TRACE record, else None
     message: str
     component: Component
-    trace_id: Any
+    compile_key: Any  # (CompileId, attempt) while torch compiles, else None
     context: otel_context.Context
+
+
+_new_queued_record = tuple.__new__  # builds a QueuedRecord without the Python-level __new__ of a NamedTuple
 
 
 class RecordQueue:
@@ -72,11 +75,11 @@ class RecordQueue:
 class TorchLogHandler(logging.Handler):
     """One per registered torch logger; its component is fixed, so emit does no lookups."""
 
-    def __init__(self, component: Component, queue: RecordQueue, current_trace_id: Callable[[], Any]) -> None:
+    def __init__(self, component: Component, queue: RecordQueue, current_compile: Callable[[], Any]) -> None:
         super().__init__(logging.NOTSET)
         self.component = component
         self._queue = queue
-        self._current_trace_id = current_trace_id
+        self._current_compile = current_compile
 
     def handle(self, record: logging.LogRecord) -> bool:
         # Skips Handler.handle's lock and filter pass: the queue is safe to append to from any thread.
@@ -88,11 +91,11 @@ class TorchLogHandler(logging.Handler):
             if message is None:
                 message = record.getMessage()
             metadata = fields.get("metadata")
-            self._queue.put(QueuedRecord(
+            self._queue.put(_new_queued_record(QueuedRecord, (
                 record.name, record.levelno, record.levelname, record.pathname, record.lineno, record.funcName,
                 record.created, record.exc_info, None if metadata is None else (metadata, fields.get("payload")),
-                message, self.component, self._current_trace_id(), otel_context.get_current(),
-            ))
+                message, self.component, self._current_compile(), otel_context.get_current(),
+            )))
         except Exception:  # noqa: BLE001 - the bridge must never raise into torch
             self._queue.dropped += 1
         return True

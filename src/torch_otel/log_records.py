@@ -9,7 +9,7 @@ from opentelemetry._logs import LoggerProvider, SeverityNumber
 
 from torch_otel import catalog
 from torch_otel.log_handler import QueuedRecord
-from torch_otel.otlp_wire import WireRecord, exception_attributes
+from torch_otel.otlp_wire import CallSite, WireRecord, exception_attributes
 from torch_otel.redaction import Redactor
 
 
@@ -24,6 +24,8 @@ def cap_body(message: str, max_bytes: int) -> tuple[str, int | None]:
         return message, None
     return encoded[:max_bytes].decode("utf-8", "ignore"), len(encoded)
 
+
+_SITE_LIMIT = 20_000  # call sites and compile ids remembered; beyond it they are rebuilt per record
 
 _TRACE_CONTEXT_KEYS = {
     "rank", "compiled_autograd_id", "frame_id", "frame_compile_id", "attempt", "stack", "has_payload", "subgraph_name",
@@ -43,7 +45,8 @@ def structured_trace_fields(trace_extras: Any) -> tuple[str, str, str]:
 
 
 class LogRecordConverter:
-    """Emits queued records through the OTel logs API, one cached logger per component scope."""
+    """Turns queued records into wire records and emits them through the OTel logs API, one cached logger per
+    component scope. What a call site always produces is built once per site."""
 
     def __init__(
         self,
@@ -51,6 +54,7 @@ class LogRecordConverter:
         scope_version: str | None,
         max_body_bytes: int,
         artifact_of_logger: Callable[[str], str | None],
+        compile_id_text: Callable[[Any], str] = str,
         redactor: Redactor | None = None,
     ) -> None:
         self._redactor = redactor or Redactor()
@@ -58,33 +62,26 @@ class LogRecordConverter:
         self._scope_version = scope_version
         self._max_body_bytes = max_body_bytes
         self._artifact_of_logger = artifact_of_logger
+        self._compile_id_text = compile_id_text
         self._loggers: dict[str, Any] = {}
-        self._artifacts: dict[str, str | None] = {}
+        self._sites: dict[tuple, CallSite] = {}
+        self._compile_ids: dict[Any, str] = {}
         self.truncated = 0
 
     def prepare(self, item: QueuedRecord) -> WireRecord:
         """Everything exported about one record: body capped (and redacted if asked), attributes, event name."""
-        attributes: dict[str, Any] = {
-            catalog.ATTR_COMPONENT: item.component.alias,
-            catalog.ATTR_LOGGER: item.name,
-            catalog.ATTR_CODE_FILE: self._redactor.path(item.pathname),
-            catalog.ATTR_CODE_LINE: item.lineno,
-            catalog.ATTR_CODE_FUNCTION: item.func_name,
-        }
-        if item.trace_id is not None:
-            attributes[catalog.ATTR_COMPILE_ID] = str(item.trace_id)
-        event_name = None
+        attributes: dict[str, Any] = {}
+        if item.compile_key is not None:
+            attributes[catalog.ATTR_COMPILE_ID] = self._compile_id(item.compile_key)
         message = item.message
-        kind = None
+        trace_event = None
         if item.component.alias == catalog.STRUCTURED_TRACE_COMPONENT:
-            event_name, message, metadata = structured_trace_fields(item.trace_extras)
-            kind = event_name[len(catalog.STRUCTURED_TRACE_EVENT_PREFIX):]
+            trace_event, message, metadata = structured_trace_fields(item.trace_extras)
             attributes[catalog.ATTR_TRACE_METADATA] = cap_body(self._redactor.text(metadata), self._max_body_bytes)[0]
-        elif (artifact := self._artifact(item.name)) is not None:
-            attributes[catalog.ATTR_ARTIFACT] = kind = artifact
-            event_name = catalog.artifact_event_name(artifact)
+        key = (item.component, item.name, item.levelno, item.pathname, item.lineno, item.func_name, trace_event)
+        site = self._sites.get(key) or self._site(key, item.levelname)
         if self._redactor.active:
-            message, code_removed = self._redactor.artifact_body(kind, message)
+            message, code_removed = self._redactor.artifact_body(site.kind, message)
             if code_removed:
                 attributes[catalog.ATTR_REDACTED] = True
         if item.exc_info:
@@ -94,20 +91,49 @@ class LogRecordConverter:
             self.truncated += 1
             attributes[catalog.ATTR_TRUNCATED] = True
             attributes[catalog.ATTR_ORIGINAL_SIZE] = original_size
-        return WireRecord(item.component.scope, int(item.created * 1e9), catalog.otel_severity_number(item.levelno),
-                          item.levelname, body, attributes, event_name, item.context)
+        return WireRecord(site, int(item.created * 1e9), body, attributes, item.context)
+
+    def _site(self, key: tuple, levelname: str) -> CallSite:
+        component, logger_name, levelno, pathname, lineno, func_name, trace_event = key
+        attributes: dict[str, Any] = {
+            catalog.ATTR_COMPONENT: component.alias,
+            catalog.ATTR_LOGGER: logger_name,
+            catalog.ATTR_CODE_FILE: self._redactor.path(pathname),
+            catalog.ATTR_CODE_LINE: lineno,
+            catalog.ATTR_CODE_FUNCTION: func_name,
+        }
+        event_name, kind = trace_event, None
+        if trace_event is not None:
+            kind = trace_event[len(catalog.STRUCTURED_TRACE_EVENT_PREFIX):]
+        elif (artifact := self._artifact_of_logger(logger_name)) is not None:
+            attributes[catalog.ATTR_ARTIFACT] = kind = artifact
+            event_name = catalog.artifact_event_name(artifact)
+        site = CallSite(component.scope, catalog.otel_severity_number(levelno), levelname, attributes, event_name, kind)
+        if len(self._sites) < _SITE_LIMIT:
+            self._sites[key] = site
+        return site
+
+    def _compile_id(self, compile_key: Any) -> str:
+        try:
+            return self._compile_ids[compile_key]
+        except KeyError:
+            text = self._compile_id_text(compile_key)
+            if len(self._compile_ids) < _SITE_LIMIT:
+                self._compile_ids[compile_key] = text
+            return text
 
     def emit(self, item: QueuedRecord) -> None:
         """Through the SDK's logger provider (its processors and exporters see the record)."""
         prepared = self.prepare(item)
-        self._logger(prepared.scope).emit(
+        site = prepared.site
+        self._logger(site.scope).emit(
             timestamp=prepared.timestamp_ns,
             context=prepared.context,
-            severity_number=SeverityNumber(prepared.severity_number),
-            severity_text=prepared.severity_text,
+            severity_number=SeverityNumber(site.severity_number),
+            severity_text=site.severity_text,
             body=prepared.body,
-            attributes=prepared.attributes,
-            event_name=prepared.event_name,
+            attributes={**site.attributes, **prepared.attributes},
+            event_name=site.event_name,
         )
 
     def _logger(self, scope: str) -> Any:
@@ -115,10 +141,3 @@ class LogRecordConverter:
         if logger is None:
             logger = self._loggers[scope] = self._provider.get_logger(scope, self._scope_version)
         return logger
-
-    def _artifact(self, logger_name: str) -> str | None:
-        try:
-            return self._artifacts[logger_name]
-        except KeyError:
-            artifact = self._artifacts[logger_name] = self._artifact_of_logger(logger_name)
-            return artifact

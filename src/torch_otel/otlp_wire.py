@@ -63,59 +63,80 @@ def key_value(key: str, value: Any, number: int = 6) -> bytes:
     return field_bytes(number, field_string(1, key) + field_bytes(2, any_value(value)))
 
 
-class WireRecord(NamedTuple):
-    """What the bridge knows about one record, ready to encode."""
+class CallSite:
+    """What every record from one logging call (logger, level, file, line, function) shares. Identity-hashed,
+    so encoders can cache its encoding."""
 
-    scope: str
+    __slots__ = ("scope", "severity_number", "severity_text", "attributes", "event_name", "kind")
+
+    def __init__(self, scope: str, severity_number: int, severity_text: str, attributes: Mapping[str, Any],
+                 event_name: str | None, kind: str | None = None) -> None:
+        self.scope = scope
+        self.severity_number = severity_number
+        self.severity_text = severity_text
+        self.attributes = attributes
+        self.event_name = event_name
+        self.kind = kind  # the artifact or TORCH_TRACE event kind, for redaction rules
+
+
+class WireRecord(NamedTuple):
+    """What the bridge knows about one record, ready to encode: its call site plus what differs per record."""
+
+    site: CallSite
     timestamp_ns: int
-    severity_number: int
-    severity_text: str
     body: str
-    attributes: Mapping[str, Any]
-    event_name: str | None
+    attributes: Mapping[str, Any]  # per record (compile id, truncation, exception), beside the site's
     context: Any
 
 
 class LogEncoder:
-    """Encodes LogRecords field by field; repeated attribute pairs and scopes are encoded once."""
+    """Encodes LogRecords field by field; call sites, repeated attribute pairs and scopes are encoded once."""
 
     def __init__(self, resource_attributes: Mapping[str, Any], scope_version: str | None) -> None:
         self._resource = field_bytes(1, b"".join(key_value(k, v, 1) for k, v in resource_attributes.items()))
         self._scope_version = scope_version
         self._scopes: dict[str, bytes] = {}
+        self._sites: dict[CallSite, tuple[bytes, bytes, bytes]] = {}
         self._pairs: dict[tuple[str, Any], bytes] = {}
-        self._texts: dict[tuple[int, str], bytes] = {}
+        self._last_context: Any = None
+        self._last_span_fields = b""
 
     def record(self, record: WireRecord) -> bytes:
-        span_context = trace.get_current_span(record.context).get_span_context()
+        try:
+            severity, attributes, event_name = self._sites[record.site]
+        except KeyError:
+            severity, attributes, event_name = self._site(record.site)
         body = record.body.encode("utf-8", "surrogatepass")
-        parts = [b"\x09", _FIXED64(record.timestamp_ns), b"\x10", varint(record.severity_number),
-                 self._text(3, record.severity_text), b"\x2a", varint(len(body) + len(varint(len(body))) + 1),
-                 b"\x0a", varint(len(body)), body]
-        pairs = self._pairs
-        for key, value in record.attributes.items():
-            try:
-                parts.append(pairs[(key, value)])
-            except KeyError:
-                encoded = key_value(key, value)
-                if len(pairs) < _CACHE_LIMIT:
-                    pairs[(key, value)] = encoded
-                parts.append(encoded)
-            except TypeError:  # unhashable (a list): encode every time
-                parts.append(key_value(key, value))
-        if span_context.is_valid:
-            parts += (b"\x45", _FIXED32(span_context.trace_flags), b"\x4a\x10",
-                      span_context.trace_id.to_bytes(16, "big"), b"\x52\x08", span_context.span_id.to_bytes(8, "big"))
-        if record.event_name:
-            parts.append(self._text(12, record.event_name))
+        body_size = varint(len(body))
+        parts = [b"\x09", _FIXED64(record.timestamp_ns), severity, b"\x2a", varint(len(body) + len(body_size) + 1),
+                 b"\x0a", body_size, body, attributes]
+        if record.attributes:
+            parts += map(self._pair, record.attributes.items())
+        if record.context is not self._last_context:
+            self._last_context, self._last_span_fields = record.context, _span_fields(record.context)
+        parts += (self._last_span_fields, event_name)
         return b"".join(parts)
 
-    def _text(self, number: int, text: str) -> bytes:
+    def _site(self, site: CallSite) -> tuple[bytes, bytes, bytes]:
+        """The site's severity (fields 2, 3), attributes (6) and event name (12), encoded."""
+        encoded = (b"\x10" + varint(site.severity_number) + field_string(3, site.severity_text),
+                   b"".join(key_value(key, value) for key, value in site.attributes.items()),
+                   field_string(12, site.event_name) if site.event_name else b"")
+        if len(self._sites) < _CACHE_LIMIT:
+            self._sites[site] = encoded
+        return encoded
+
+    def _pair(self, pair: tuple[str, Any]) -> bytes:
+        pairs = self._pairs
         try:
-            return self._texts[(number, text)]
+            return pairs[pair]
         except KeyError:
-            encoded = self._texts[(number, text)] = field_string(number, text)
+            encoded = key_value(*pair)
+            if len(pairs) < _CACHE_LIMIT:
+                pairs[pair] = encoded
             return encoded
+        except TypeError:  # unhashable (a list): encode every time
+            return key_value(*pair)
 
     def _scope(self, name: str) -> bytes:
         try:
@@ -135,6 +156,15 @@ class LogEncoder:
             tail += (b"\x12", varint(sum(map(len, scope_parts))), *scope_parts)
         resource_logs_size = len(self._resource) + sum(map(len, tail))
         return b"".join((b"\x0a", varint(resource_logs_size), self._resource, *tail))
+
+
+def _span_fields(context: Any) -> bytes:
+    """Trace flags, trace id and span id (fields 8, 9, 10) of the span current in ``context``, if any."""
+    span_context = trace.get_current_span(context).get_span_context()
+    if not span_context.is_valid:
+        return b""
+    return b"".join((b"\x45", _FIXED32(span_context.trace_flags), b"\x4a\x10", span_context.trace_id.to_bytes(16, "big"),
+                     b"\x52\x08", span_context.span_id.to_bytes(8, "big")))
 
 
 def exception_attributes(exc_info: Any, redact: Any = lambda text: text) -> dict[str, str]:
@@ -211,7 +241,7 @@ class WireLogSink:
             if count and size + len(encoded) > self.max_bytes:
                 self._send(by_scope, count)
                 by_scope, size, count = {}, 0, 0
-            by_scope.setdefault(record.scope, []).append(encoded)
+            by_scope.setdefault(record.site.scope, []).append(encoded)
             size += len(encoded) + 8
             count += 1
         if count:
