@@ -219,17 +219,12 @@ def torch_otel_pipeline(endpoint: str, queue_size: int) -> Pipeline:
     )
 
 
-def fast_path_pipeline(endpoint: str, queue_size: int) -> Pipeline:
-    """torch-otel as `torch-otel run` sets it up: records encoded straight to OTLP, sent by the SDK's gRPC transport."""
+def fast_path_sink(endpoint: str, sent: dict[str, int]) -> Any:
+    """The OTLP log sink `torch-otel run` builds: records encoded straight to OTLP, sent by the SDK's gRPC
+    transport; ``sent`` counts what the collector accepted and what failed."""
     import torch
-    import torch_otel
-    from opentelemetry.sdk._logs import LoggerProvider
-    from opentelemetry.sdk.trace import TracerProvider
-    from torch_otel.instrumentor import TorchInstrumentor
     from torch_otel.otlp_wire import LogEncoder, WireLogSink, grpc_log_exporter_for_bytes
 
-    settings = torch_otel_settings(queue_size)
-    sent = {"exported": 0, "failed": 0}
     exporter = grpc_log_exporter_for_bytes(endpoint=endpoint, insecure=True)
     send = exporter.send
 
@@ -239,10 +234,21 @@ def fast_path_pipeline(endpoint: str, queue_size: int) -> Pipeline:
         return ok
 
     exporter.send = counting_send
-    sink = WireLogSink(exporter, LogEncoder({"service.name": "torch-otel-bench"}, str(torch.__version__)),
-                       settings.max_batch_bytes)
+    return WireLogSink(exporter, LogEncoder({"service.name": "torch-otel-bench"}, str(torch.__version__)),
+                       torch_otel_settings(1).max_batch_bytes)
+
+
+def fast_path_pipeline(endpoint: str, queue_size: int) -> Pipeline:
+    """torch-otel as `torch-otel run` sets it up (the fast path)."""
+    import torch_otel
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk.trace import TracerProvider
+    from torch_otel.instrumentor import TorchInstrumentor
+
+    settings = torch_otel_settings(queue_size)
+    sent = {"exported": 0, "failed": 0}
     torch_otel.instrument(logger_provider=LoggerProvider(), tracer_provider=TracerProvider(), settings=settings,
-                          log_sink=sink)
+                          log_sink=fast_path_sink(endpoint, sent))
     bridge = TorchInstrumentor.bridge
     assert bridge is not None, "torch_otel.instrument() did not start the bridge"
     return Pipeline(
@@ -316,10 +322,12 @@ def run_records(params: dict[str, Any]) -> dict[str, Any]:
 
 # -- steady state and compile: torch-otel toggled in one process ---------------------------------------
 class Toggle:
-    """Switches torch-otel on and off around interleaved measurements, reusing the same providers."""
+    """Switches torch-otel on and off around interleaved measurements, reusing the same providers (and, with
+    ``fast_path``, the same OTLP log sink that `torch-otel run` uses by default)."""
 
-    def __init__(self, endpoint: str) -> None:
+    def __init__(self, endpoint: str, fast_path: bool = False) -> None:
         self.logger_provider, self.log_counter = otlp_log_pipeline(endpoint, 8192, byte_budget=3 * 1024 * 1024)
+        self.log_sink = fast_path_sink(endpoint, {"exported": 0, "failed": 0}) if fast_path else None
         self.tracer_provider = otlp_tracer_provider(endpoint)
         self.span_count = 0
         self._count_spans()
@@ -342,7 +350,7 @@ class Toggle:
         if on and not self.on:
             torch_otel.instrument(
                 logger_provider=self.logger_provider, tracer_provider=self.tracer_provider,
-                settings=torch_otel_settings(20_000),
+                settings=torch_otel_settings(20_000), log_sink=self.log_sink,
             )
         elif self.on and not on:
             torch_otel.uninstrument()
@@ -484,16 +492,118 @@ def run_compile(params: dict[str, Any]) -> dict[str, Any]:
     return {"runs": runs}
 
 
+# -- workload: transformer blocks compiled by inductor, with TORCH_LOGS set or unset -----------------------
+WORKLOAD_TORCH_LOGS = "+dynamo,+inductor,recompiles,graph_breaks,guards,output_code"
+OUR_THREAD_PREFIXES = ("torch-otel", "OtelBatch")  # the bridge's export thread and the SDK's batch processors
+
+
+def build_transformer(blocks: int = 3, dim: int = 64, heads: int = 4) -> Any:
+    """A few pre-norm transformer blocks: LayerNorm, causal attention (SDPA), residuals and a GELU MLP."""
+    import torch
+    import torch.nn.functional as F
+
+    class Block(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.norm1, self.norm2 = torch.nn.LayerNorm(dim), torch.nn.LayerNorm(dim)
+            self.qkv, self.proj = torch.nn.Linear(dim, 3 * dim), torch.nn.Linear(dim, dim)
+            self.mlp = torch.nn.Sequential(torch.nn.Linear(dim, 4 * dim), torch.nn.GELU(), torch.nn.Linear(4 * dim, dim))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            b, t, d = x.shape
+            q, k, v = (part.view(b, t, heads, d // heads).transpose(1, 2)
+                       for part in self.qkv(self.norm1(x)).chunk(3, dim=-1))
+            attention = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            x = x + self.proj(attention.transpose(1, 2).reshape(b, t, d))
+            return x + self.mlp(self.norm2(x))
+
+    return torch.nn.Sequential(*(Block() for _ in range(blocks)))
+
+
+class HandlerTimer:
+    """Accumulates CPU time inside torch-otel's log handler (TorchLogHandler.handle, wrapped for the run). Thread
+    CPU, not wall: a GIL hand-off to the export thread inside the handler would count that export twice."""
+
+    def __init__(self) -> None:
+        from torch_otel.log_handler import TorchLogHandler
+
+        self.ns = 0
+        self.calls = 0
+        original = TorchLogHandler.handle
+
+        def timed(handler: Any, record: logging.LogRecord) -> bool:
+            start = time.thread_time_ns()
+            try:
+                return original(handler, record)
+            finally:
+                self.ns += time.thread_time_ns() - start
+                self.calls += 1
+
+        TorchLogHandler.handle = timed  # type: ignore[method-assign]
+
+
+def time_workload_compile(model: Any, x: Any, toggle: Toggle, handler: HandlerTimer, hooks: HookTimer) -> dict[str, float]:
+    """One inductor compile from scratch (caches off); torch-otel's self-time is what ran in its handler, its
+    hooks, its export and the SDK's batch threads, and the final flush."""
+    import torch
+
+    torch._dynamo.reset()
+    gc.collect()
+    compiled = torch.compile(model)
+    timed_hooks = toggle.on and hooks.attach()
+    handler_ns, handler_calls, hook_ns = handler.ns, handler.calls, hooks.cpu_ns
+    threads0 = thread_cpu_seconds()
+    cpu0, wall0, thread0 = time.process_time(), time.perf_counter(), time.thread_time()
+    with torch._inductor.config.patch(force_disable_caches=True):
+        compiled(x)
+    wall1, thread1 = time.perf_counter(), time.thread_time()
+    toggle.flush()
+    flush_cpu = time.thread_time() - thread1
+    cpu1, threads1 = time.process_time(), thread_cpu_seconds()
+    ours = {name: (seconds - threads0.get(name, 0.0)) * 1e3 for name, seconds in threads1.items()
+            if name.startswith(OUR_THREAD_PREFIXES)}
+    run = {"wall_ms": (wall1 - wall0) * 1e3, "thread_cpu_ms": (thread1 - thread0) * 1e3, "cpu_ms": (cpu1 - cpu0) * 1e3}
+    if toggle.on:
+        run.update(records=handler.calls - handler_calls, handler_ms=(handler.ns - handler_ns) / 1e6,
+                   hook_ms=(hooks.cpu_ns - hook_ns) / 1e6 if timed_hooks else float("nan"),
+                   export_ms=sum(ours.values()) + flush_cpu * 1e3, threads_ms=ours)
+        run["self_ms"] = run["handler_ms"] + run["hook_ms"] + run["export_ms"]
+    return run
+
+
+def run_workload(params: dict[str, Any]) -> dict[str, Any]:
+    """Compiles with TORCH_LOGS as the environment set it (WORKLOAD_TORCH_LOGS, or unset: spans only)."""
+    import torch
+
+    repetitions = params["repetitions"]
+    with stderr_to_devnull(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # force_disable_caches warns once per compile
+        toggle = Toggle(params["endpoint"], fast_path=True)
+        model, x = build_transformer(), torch.randn(2, 16, 64)
+        handler, hooks = HandlerTimer(), HookTimer()
+        for on in (False, True):  # the first compile pays one-time imports and inductor's warm-up
+            toggle.set(on)
+            time_workload_compile(model, x, toggle, handler, hooks)
+        settle_gc()
+        runs: dict[str, list[dict[str, float]]] = {"off": [], "on": []}
+        for _, on in alternating(repetitions):
+            toggle.set(on)
+            runs["on" if on else "off"].append(time_workload_compile(model, x, toggle, handler, hooks))
+        toggle.set(False)
+    return {"runs": runs, "torch_logs": os.environ.get("TORCH_LOGS", "")}
+
+
 MODES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
-    "records": run_records, "steady": run_steady, "compile": run_compile,
+    "records": run_records, "steady": run_steady, "compile": run_compile, "workload": run_workload,
 }
 
 
 def main(argv: list[str]) -> None:
     mode, params = argv[1], json.loads(argv[2])
+    allowed = {"TORCH_LOGS": WORKLOAD_TORCH_LOGS} if mode == "workload" else {}
     for variable in ("TORCH_LOGS", "TORCH_TRACE", "TORCH_LOGS_OUT"):
-        if variable in os.environ:
-            raise SystemExit(f"{variable} must be unset in benchmark children")
+        if variable in os.environ and os.environ[variable] != allowed.get(variable):
+            raise SystemExit(f"{variable} must be unset in benchmark children (or {allowed} for the workload)")
     result = MODES[mode](params)
     sys.stdout.write(json.dumps(result) + "\n")
 

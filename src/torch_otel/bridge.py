@@ -90,7 +90,7 @@ class LogBridge:
         self._settings = settings
         # Waking the export thread early in a burst makes it fight the logging thread for the GIL; the 0.2 s
         # tick handles normal traffic and the wake-up only protects the queue from filling.
-        self._queue = RecordQueue(settings.queue_size, max(1, settings.queue_size // 2), self._wake)
+        self._queue = RecordQueue(settings.queue_size, max(1, settings.queue_size // 2), self._wake, self._arrived)
         self._current_compile, compile_id_text = _compile_readers()
         self._converter = LogRecordConverter(logger_provider, torch_version(), settings.max_body_bytes, _logger_artifact,
                                              compile_id_text, Redactor(settings.redact_paths, settings.redact_code))
@@ -98,7 +98,8 @@ class LogBridge:
         self._removed_stderr: list[tuple[logging.Logger, logging.Handler]] = []
         self._patched: list[tuple[Any, str, Any]] = []
         self._export_lock = threading.Lock()
-        self._wakeup = threading.Event()
+        self._wakeup = threading.Event()  # the queue is half full, or the bridge stops: export now
+        self._arrival = threading.Event()  # a record landed in an empty queue: start the export ticks
         self._stopping = False
         self._thread: threading.Thread | None = None
         self.emitted = 0
@@ -119,6 +120,7 @@ class LogBridge:
         self.flush(self._settings.shutdown_timeout)
         self._stopping = True
         self._wakeup.set()
+        self._arrival.set()
         if self._thread is not None:
             self._thread.join(timeout=self._settings.shutdown_timeout)
             self._thread = None
@@ -195,6 +197,9 @@ class LogBridge:
     def _wake(self) -> None:
         self._wakeup.set()
 
+    def _arrived(self) -> None:
+        self._arrival.set()
+
     def _start_thread(self) -> None:
         self._thread = threading.Thread(target=self._run, name="torch-otel-export", daemon=True)
         self._thread.start()
@@ -203,6 +208,11 @@ class LogBridge:
         exporting.set(True)
         seen, deferred = 0, 0
         while not self._stopping:
+            if not len(self._queue):
+                # Idle: no timer wake-ups (each one takes the GIL from the program) until a record arrives.
+                self._arrival.wait()
+                self._arrival.clear()
+                continue
             full = self._wakeup.wait(_EXPORT_INTERVAL_S)
             self._wakeup.clear()
             queued = len(self._queue)
@@ -284,6 +294,7 @@ class LogBridge:
             self._wire_sink.after_fork_in_child()
         self._export_lock = threading.Lock()
         self._wakeup = threading.Event()
+        self._arrival = threading.Event()
         if self._thread is not None and not self._stopping:
             self._start_thread()
 

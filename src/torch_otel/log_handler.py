@@ -43,14 +43,16 @@ _new_queued_record = tuple.__new__  # builds a QueuedRecord without the Python-l
 
 
 class RecordQueue:
-    """A bounded FIFO that drops (and counts) new records when full instead of blocking or growing."""
+    """A bounded FIFO that drops (and counts) new records when full instead of blocking or growing. It calls
+    ``arrived`` when a record lands in an empty queue and ``wake`` when the queue reaches ``wake_at``."""
 
-    def __init__(self, capacity: int, wake_at: int, wake: Callable[[], None]) -> None:
+    def __init__(self, capacity: int, wake_at: int, wake: Callable[[], None], arrived: Callable[[], None]) -> None:
         self.capacity = capacity
         self.dropped = 0
         self._items: deque[QueuedRecord] = deque()
         self._wake_at = wake_at
         self._wake = wake
+        self._arrived = arrived
 
     def put(self, item: QueuedRecord) -> None:
         size = len(self._items)
@@ -58,7 +60,9 @@ class RecordQueue:
             self.dropped += 1
             return
         self._items.append(item)
-        if size == self._wake_at:
+        if size == 0:
+            self._arrived()
+        elif size == self._wake_at:
             self._wake()
 
     def drain(self) -> list[QueuedRecord]:

@@ -25,6 +25,7 @@ def cap_body(message: str, max_bytes: int) -> tuple[str, int | None]:
     return encoded[:max_bytes].decode("utf-8", "ignore"), len(encoded)
 
 
+_new_wire_record = tuple.__new__  # a WireRecord without the Python-level __new__ of a NamedTuple
 _SITE_LIMIT = 20_000  # call sites and compile ids remembered; beyond it they are rebuilt per record
 
 _TRACE_CONTEXT_KEYS = {
@@ -91,7 +92,7 @@ class LogRecordConverter:
             self.truncated += 1
             attributes[catalog.ATTR_TRUNCATED] = True
             attributes[catalog.ATTR_ORIGINAL_SIZE] = original_size
-        return WireRecord(site, int(item.created * 1e9), body, attributes, item.context)
+        return _new_wire_record(WireRecord, (site, int(item.created * 1e9), body, attributes, item.context))
 
     def _site(self, key: tuple, levelname: str) -> CallSite:
         component, logger_name, levelno, pathname, lineno, func_name, trace_event = key

@@ -102,6 +102,7 @@ class LogEncoder:
         self._last_span_fields = b""
 
     def record(self, record: WireRecord) -> bytes:
+        """The record as ScopeLogs field 2 (a LogRecord), framed and ready to join into a request."""
         try:
             severity, attributes, event_name = self._sites[record.site]
         except KeyError:
@@ -115,7 +116,8 @@ class LogEncoder:
         if record.context is not self._last_context:
             self._last_context, self._last_span_fields = record.context, _span_fields(record.context)
         parts += (self._last_span_fields, event_name)
-        return b"".join(parts)
+        encoded = b"".join(parts)
+        return b"".join((b"\x12", varint(len(encoded)), encoded))
 
     def _site(self, site: CallSite) -> tuple[bytes, bytes, bytes]:
         """The site's severity (fields 2, 3), attributes (6) and event name (12), encoded."""
@@ -150,10 +152,9 @@ class LogEncoder:
         """An ExportLogsServiceRequest holding the encoded records, grouped by scope; copied once, in one join."""
         tail: list[bytes] = []
         for scope, records in records_by_scope.items():
-            scope_parts = [self._scope(scope)]
-            for encoded in records:
-                scope_parts += (b"\x12", varint(len(encoded)), encoded)
-            tail += (b"\x12", varint(sum(map(len, scope_parts))), *scope_parts)
+            scope = self._scope(scope)
+            tail += (b"\x12", varint(len(scope) + sum(map(len, records))), scope)
+            tail += records
         resource_logs_size = len(self._resource) + sum(map(len, tail))
         return b"".join((b"\x0a", varint(resource_logs_size), self._resource, *tail))
 
@@ -242,7 +243,7 @@ class WireLogSink:
                 self._send(by_scope, count)
                 by_scope, size, count = {}, 0, 0
             by_scope.setdefault(record.site.scope, []).append(encoded)
-            size += len(encoded) + 8
+            size += len(encoded)
             count += 1
         if count:
             self._send(by_scope, count)
