@@ -11,7 +11,7 @@ from typing import Any, Callable, Sequence
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
 from torch_otel import catalog
-from torch_otel.spans import PHASE_NAMES
+from torch_otel.torch_hooks import Phase
 
 _CAUSE_PATTERNS = (
     ("shape", re.compile(r"size mismatch|stride mismatch|dimensionality|dim mismatch|rank mismatch|ndim", re.I)),
@@ -90,28 +90,19 @@ class CompileMetrics:
 
     def _state(self) -> Any:
         local = self._local
-        if not hasattr(local, "open"):
-            local.open, local.finished, local.failed = [], [], False
+        if not hasattr(local, "finished"):
+            local.finished, local.failed = [], False
         return local
 
-    def phase_started(self, phase: str, time_ns: int, compile_id: str | None) -> None:
-        state = self._state()
-        if not state.open:
-            if phase not in PHASE_NAMES:
-                return
+    def phase_started(self, phase: Phase) -> None:
+        if phase.depth == 0:
+            state = self._state()
             state.finished, state.failed = [], False
-        state.open.append((phase, time_ns))
 
-    def phase_ended(self, phase: str, time_ns: int, compile_id: str | None) -> None:
+    def phase_ended(self, phase: Phase, end_ns: int) -> None:
         state = self._state()
-        index = next((i for i in range(len(state.open) - 1, -1, -1) if state.open[i][0] == phase), None)
-        if index is None:
-            return
-        while len(state.open) > index:
-            name, started = state.open.pop()
-            label = PHASE_NAMES.get(name, name) if not state.open else name
-            state.finished.append((label, max(0, time_ns - started) / 1e9))
-        if not state.open:
+        state.finished.append((phase.label, max(0, end_ns - phase.start_ns) / 1e9))
+        if phase.depth == 0:
             outcome = "failure" if state.failed else "success"
             for label, seconds in state.finished:
                 self._duration.record(seconds, {catalog.LABEL_PHASE: label, catalog.LABEL_OUTCOME: outcome})

@@ -19,6 +19,8 @@ from opentelemetry.trace import Link, Span, Status, StatusCode
 from torch_otel import catalog
 from torch_otel.ids import PRIVATE_IDS
 from torch_otel.redaction import Redactor
+from torch_otel.torch_hooks import Phase
+
 
 def compile_tracer(tracer_provider: trace.TracerProvider, version: str) -> trace.Tracer:
     """The tracer compile spans are made with, drawing ids from the private RNG when it is an SDK tracer."""
@@ -28,7 +30,6 @@ def compile_tracer(tracer_provider: trace.TracerProvider, version: str) -> trace
     return tracer
 
 
-PHASE_NAMES = {"dynamo": catalog.SPAN_COMPILE, "entire_backward_compile": catalog.SPAN_BACKWARD_COMPILE}
 _FORWARD_SPANS_KEPT = 4096
 
 # CompilationMetrics fields copied onto the compile span as pytorch.compile.<field>.
@@ -45,7 +46,6 @@ METRIC_FIELDS = (
 
 @dataclass
 class _OpenPhase:
-    phase: str
     span: Span
     token: object
     compile_id: str | None
@@ -64,7 +64,7 @@ def _code_attributes(code: CodeType | None) -> dict[str, Any]:
 
 
 class CompileSpans:
-    """A CompileListener that turns torch's begin/end phase events into nested spans, per thread."""
+    """A CompileListener that turns torch's compile phases into nested spans, per thread."""
 
     def __init__(self, tracer: trace.Tracer, event_logger: Any, redactor: Redactor | None = None) -> None:
         self._redactor = redactor or Redactor()
@@ -81,36 +81,31 @@ class CompileSpans:
         return stack
 
     # -- phases ----------------------------------------------------------------------------------------
-    def phase_started(self, phase: str, time_ns: int, compile_id: str | None) -> None:
-        stack = self._stack()
-        if not stack and phase not in PHASE_NAMES:
-            return  # e.g. inductor's C++ builds on worker threads: no compile of their own, no stray root traces
-        attributes: dict[str, Any] = {catalog.ATTR_PHASE: phase}
+    def phase_started(self, phase: Phase) -> None:
+        compile_id = phase.compile_id
+        attributes: dict[str, Any] = {catalog.ATTR_PHASE: phase.name}
         if compile_id is not None:
             attributes[catalog.ATTR_COMPILE_ID] = compile_id
         links: list[Link] = []
         app_span = None
-        if not stack:
+        if phase.depth == 0:
             app_span = trace.get_current_span()
-            if phase == "entire_backward_compile" and compile_id in self._forward_spans:
+            if phase.name == "entire_backward_compile" and compile_id in self._forward_spans:
                 links.append(Link(self._forward_spans[compile_id], {"pytorch.link": "forward compile"}))
-        span = self._tracer.start_span(PHASE_NAMES.get(phase, phase) if not stack else phase,
-                                       start_time=time_ns, attributes=attributes, links=links)
-        if not stack and phase == "dynamo" and compile_id is not None:
+        span = self._tracer.start_span(phase.label, start_time=phase.start_ns, attributes=attributes, links=links)
+        if phase.depth == 0 and phase.name == "dynamo" and compile_id is not None:
             self._remember_forward(compile_id, span.get_span_context())
         # A no-op tracer (no SDK configured) yields invalid spans; making one current would cut log records
         # off from the application span, so only valid spans become current.
         token = otel_context.attach(trace.set_span_in_context(span)) if span.get_span_context().is_valid else None
-        stack.append(_OpenPhase(phase, span, token, compile_id, app_span))
+        self._stack().append(_OpenPhase(span, token, compile_id, app_span))
 
-    def phase_ended(self, phase: str, time_ns: int, compile_id: str | None) -> None:
+    def phase_ended(self, phase: Phase, end_ns: int) -> None:
         stack = self._stack()
-        index = next((i for i in range(len(stack) - 1, -1, -1) if stack[i].phase == phase), None)
-        if index is None:
-            return
-        while len(stack) > index:
+        # One pop, unless a failed phase_started left this stack out of step with the hooks' one.
+        while len(stack) > phase.depth:
             open_phase = stack.pop()
-            open_phase.span.end(end_time=time_ns)
+            open_phase.span.end(end_time=end_ns)
             if open_phase.token is not None:
                 otel_context.detach(open_phase.token)
 

@@ -4,15 +4,35 @@
 from __future__ import annotations
 
 import logging
+import threading
 from types import CodeType
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Callable, NamedTuple, Protocol, Sequence
+
+from torch_otel import catalog
 
 _log = logging.getLogger("torch_otel")
 
+# The phases a compile starts with, and the names their spans and metrics go by.
+COMPILE_ROOTS = {"dynamo": catalog.SPAN_COMPILE, "entire_backward_compile": catalog.SPAN_BACKWARD_COMPILE}
+
+
+class Phase(NamedTuple):
+    """A torch compile phase open on the current thread; depth 0 is the compile root."""
+
+    name: str
+    start_ns: int
+    compile_id: str | None
+    depth: int
+
+    @property
+    def label(self) -> str:
+        """Span name and metric label: the compile root's catalog name, or torch's own name below it."""
+        return COMPILE_ROOTS[self.name] if self.depth == 0 else self.name
+
 
 class CompileListener(Protocol):
-    def phase_started(self, phase: str, time_ns: int, compile_id: str | None) -> None: ...
-    def phase_ended(self, phase: str, time_ns: int, compile_id: str | None) -> None: ...
+    def phase_started(self, phase: Phase) -> None: ...
+    def phase_ended(self, phase: Phase, end_ns: int) -> None: ...
     def compilation_metrics(self, metrics: Any) -> None: ...
     def recompiled(self, reasons: Sequence[str], code: CodeType | None) -> None: ...
     def graph_break(self, reason: str, filename: str | None, lineno: int | None,
@@ -54,6 +74,7 @@ class TorchHooks:
     def __init__(self, listeners: Sequence[CompileListener]) -> None:
         self._listeners = list(listeners)
         self._patches: list[tuple[Any, str, Any]] = []
+        self._local = threading.local()
         self.missing: list[str] = []
 
     def install(self) -> list[str]:
@@ -90,17 +111,42 @@ class TorchHooks:
             except Exception:  # noqa: BLE001 - never raise into torch
                 _log.debug("torch-otel listener %s failed", method, exc_info=True)
 
+    def _open_phases(self) -> list[Phase]:
+        stack = getattr(self._local, "stack", None)
+        if stack is None:
+            stack = self._local.stack = []
+        return stack
+
+    def _phase_event(self, event: dict[str, Any]) -> None:
+        """Tracks this thread's open phases. Only a compile root opens the first one (inductor's C++ builds on
+        worker threads are no compile of their own); an end closes, innermost first, every phase above and
+        including the innermost one of its name, and is ignored if no open phase has that name."""
+        kind = event.get("ph")
+        if kind != "B" and kind != "E":
+            return
+        name = event.get("name")
+        stack = self._open_phases()
+        if kind == "B":
+            if stack or name in COMPILE_ROOTS:
+                compile_id = (event.get("args") or {}).get("compile_id")
+                phase = Phase(name, int(event.get("ts", 0) * 1000),
+                              None if compile_id in (None, "None") else str(compile_id), len(stack))
+                stack.append(phase)
+                self._notify("phase_started", phase)
+            return
+        index = next((i for i in range(len(stack) - 1, -1, -1) if stack[i].name == name), None)
+        if index is None:
+            return
+        end_ns = int(event.get("ts", 0) * 1000)
+        while len(stack) > index:
+            self._notify("phase_ended", stack.pop(), end_ns)
+
     def _wrap_chromium_event(self, original: Callable[..., Any]) -> Callable[..., Any]:
         def record_chromium_event_internal(event: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
-            phase = event.get("ph")
-            if phase == "B" or phase == "E":
-                compile_id = (event.get("args") or {}).get("compile_id")
-                self._notify(
-                    "phase_started" if phase == "B" else "phase_ended",
-                    event.get("name"),
-                    int(event.get("ts", 0) * 1000),
-                    None if compile_id in (None, "None") else str(compile_id),
-                )
+            try:
+                self._phase_event(event)
+            except Exception:  # noqa: BLE001 - never raise into torch
+                _log.debug("torch-otel phase tracking failed", exc_info=True)
             return original(event, *args, **kwargs)
 
         return record_chromium_event_internal
