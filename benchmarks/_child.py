@@ -417,13 +417,15 @@ def build_model() -> Any:
 
 
 class HookTimer:
-    """Accumulates time spent in torch-otel's listeners by wrapping TorchHooks._notify (private; best effort)."""
+    """Accumulates time spent in torch-otel's compile hooks (TorchHooks' phase tracking and its listeners) by
+    wrapping TorchHooks._phase_event and TorchHooks._notify (private; best effort). Nested calls count once."""
 
     def __init__(self) -> None:
         self.ns = 0
         self.cpu_ns = 0
         self.calls = 0
         self._wrapped: Any = None
+        self._depth = threading.local()
 
     def attach(self) -> bool:
         """Wrap the current TorchHooks (once per instrument() call); False if that is not possible."""
@@ -432,22 +434,30 @@ class HookTimer:
         hooks = TorchInstrumentor.hooks
         if hooks is not None and hooks is self._wrapped:
             return True
-        notify = getattr(hooks, "_notify", None)
-        if notify is None:
+        targets = {name: getattr(hooks, name, None) for name in ("_phase_event", "_notify")}
+        if None in targets.values():
             return False
         self._wrapped = hooks
+        for name, method in targets.items():
+            setattr(hooks, name, self._timed(method))
+        return True
 
-        def timed(*args: Any) -> None:
+    def _timed(self, method: Callable[..., Any]) -> Callable[..., Any]:
+        def timed(*args: Any) -> Any:
+            depth = getattr(self._depth, "value", 0)
+            if depth:
+                return method(*args)
+            self._depth.value = 1
             start, cpu_start = time.perf_counter_ns(), time.thread_time_ns()
             try:
-                notify(*args)
+                return method(*args)
             finally:
                 self.cpu_ns += time.thread_time_ns() - cpu_start
                 self.ns += time.perf_counter_ns() - start
                 self.calls += 1
+                self._depth.value = 0
 
-        hooks._notify = timed  # type: ignore[union-attr]
-        return True
+        return timed
 
 
 def time_one_compile(model: Any, x: Any, toggle: Toggle) -> dict[str, float]:
@@ -593,8 +603,56 @@ def run_workload(params: dict[str, Any]) -> dict[str, Any]:
     return {"runs": runs, "torch_logs": os.environ.get("TORCH_LOGS", "")}
 
 
+# -- load: memory with the collector down, throughput with it up ----------------------------------------------
+def peak_rss_kib() -> int:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def emit_paced(log: logging.Logger, message: str, seconds: float, rate: float | None) -> int:
+    """Emit for ``seconds``, flat out (``rate`` None) or at ``rate`` records/s in chunks of 100; returns the count."""
+    chunk, emitted = 100, 0
+    started = time.perf_counter()
+    while (now := time.perf_counter()) - started < seconds:
+        if rate is not None and emitted > (now - started) * rate:
+            time.sleep(min(0.01, emitted / rate - (now - started)))
+            continue
+        emit_records(log, message, chunk)
+        emitted += chunk
+    return emitted
+
+
+def run_load(params: dict[str, Any]) -> dict[str, Any]:
+    """Setup b (stderr only) or d (torch-otel's fast path, default settings) under load. ``records`` set: emit that
+    many flat out (memory; the collector is down); else emit for ``seconds`` at ``rate`` (throughput)."""
+    import torch
+    import torch._logging
+    import torch_otel
+
+    with stderr_to_devnull():
+        torch._logging.set_logs(recompiles=True)
+        log = torch._logging.getArtifactLogger(ARTIFACT_MODULE, ARTIFACT)
+        pipeline = build_pipeline(params["setup"], params["endpoint"], torch_otel.Settings().queue_size)
+        message = make_message(200)
+        settle_gc()
+        rss_before = peak_rss_kib()
+        started = time.perf_counter()
+        if params.get("records"):
+            emit_records(log, message, params["records"])
+            emitted = params["records"]
+        else:
+            emitted = emit_paced(log, message, params["seconds"], params.get("rate"))
+        elapsed = time.perf_counter() - started
+        if params.get("flush", True):
+            pipeline.flush()
+        return {"emitted": emitted, "seconds": elapsed, "rss_growth_mib": (peak_rss_kib() - rss_before) / 1024,
+                **pipeline.counters()}
+
+
 MODES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "records": run_records, "steady": run_steady, "compile": run_compile, "workload": run_workload,
+    "load": run_load,
 }
 
 
