@@ -281,6 +281,22 @@ def test_no_collector_exit_report_counts_the_lost_records(no_collector):
     assert len(reports) == 1 and re.search(r"\b2,?000\b.*\brecords\b", reports[0]), reports
 
 
+@pytest.mark.slow
+def test_a_long_outage_prints_each_sdk_warning_once():
+    """Collector down for 21 s while traces, logs and metrics (every 0.3 s) keep trying. The SDK's own filter only
+    drops a repeat within one 20 s window of the wall clock, so without torch-otel's limiter a retry warning shows
+    up again in every window."""
+    env = fault_env(f"http://127.0.0.1:{free_port()}", OTEL_METRIC_EXPORT_INTERVAL="300",
+                    TORCH_OTEL_SHUTDOWN_TIMEOUT="2")
+    done = Child.run(env, "--stages", "rec:200", "--sleep", "21", timeout=2.0)
+    assert_bridge_active(done)
+    sdk_lines = [line for line in done.foreign_stderr(*MARKERS, "READY") if not line.startswith("torch-otel")]
+    assert any("retrying" in line for line in sdk_lines), "the SDK never warned about the outage: " + done.describe()
+    repeated = Counter(re.sub(r"retrying in [\d.]+s", "retrying", line.split(" [torch-otel held back")[0])
+                       for line in sdk_lines)
+    assert max(repeated.values()) == 1, repeated
+
+
 # -- 2. collector killed mid-run, restarted on the same ports ----------------------------------------------------
 @pytest.mark.collector
 def test_collector_killed_and_restarted_mid_run(collector, otlp_sink):

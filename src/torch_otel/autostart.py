@@ -11,6 +11,7 @@ import threading
 import time
 from typing import NoReturn
 
+from torch_otel.exporter_logs import limit_sdk_warnings
 from torch_otel.instrumentor import TorchInstrumentor, instrument
 from torch_otel.metrics import HEALTH
 from torch_otel.sdk_setup import Providers, configure_sdk, export_plan, run_bounded, sdk_disabled
@@ -43,6 +44,7 @@ def start() -> None:
         return
     try:
         providers = configure_sdk(settings)
+        limit_sdk_warnings()  # for the life of the process: a long outage must not flood stderr
         announce_file(providers)
         instrument(settings=settings, log_sink=providers.log_sink)
     except Exception as error:  # noqa: BLE001 - e.g. an OTEL_* value the SDK itself rejects
