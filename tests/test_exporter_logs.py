@@ -29,7 +29,8 @@ class Lines(logging.Handler):
 
 @pytest.fixture
 def exporter_logger():
-    logger = logging.getLogger("opentelemetry.exporter.otlp.proto.grpc.exporter")
+    """A logger in the exporters' namespace that carries no filter of the SDK's own (its DuplicateFilter)."""
+    logger = logging.getLogger("opentelemetry.exporter.torch_otel_test")
     lines = Lines()
     saved = logger.propagate, list(logger.filters)
     logger.addHandler(lines)
