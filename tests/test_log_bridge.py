@@ -267,3 +267,56 @@ def test_records_logged_while_exporting_are_not_requeued(capture):
         logging.getLogger("torch._dynamo").info("from the application")
         bodies = [r.log_record.body for r in capture.records()]
     assert "from the application" in bodies and "from inside an export" not in bodies
+
+
+# -- when the export thread runs ------------------------------------------------------------------------------
+def counting_exports(bridge, monkeypatch) -> list[int]:
+    """Counts the export thread's passes (each with how many records were queued when it began)."""
+    passes: list[int] = []
+    export = bridge._export_pending
+
+    def counted() -> None:
+        passes.append(bridge.queued)
+        export()
+
+    monkeypatch.setattr(bridge, "_export_pending", counted)
+    return passes
+
+
+def test_idle_bridge_never_wakes_and_wakes_for_the_first_record(capture, monkeypatch):
+    import time
+
+    torch._logging.set_logs(dynamo=logging.DEBUG)
+    with instrumented(capture, LOGS_ONLY):
+        bridge = torch_otel.TorchInstrumentor.bridge
+        passes = counting_exports(bridge, monkeypatch)
+        time.sleep(1.0)  # five export ticks' worth of idleness
+        assert passes == [], "the export thread woke up with nothing queued"
+        logging.getLogger("torch._dynamo").debug("one record after a quiet second")
+        deadline = time.monotonic() + 5
+        while not passes and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert passes and passes[0] >= 1, "the first record did not start the export ticks"
+
+
+def test_a_burst_is_exported_after_it_ends_unless_the_queue_is_three_quarters_full(capture, monkeypatch):
+    import time
+
+    torch._logging.set_logs(dynamo=logging.DEBUG)
+    with instrumented(capture, Settings(spans=False, queue_size=400)):
+        bridge = torch_otel.TorchInstrumentor.bridge
+        passes = counting_exports(bridge, monkeypatch)
+        log = logging.getLogger("torch._dynamo")
+        with bridge._export_lock:  # a pass that starts now waits here, so what it saw queued stays readable
+            for i in range(299):  # over 0.6 s, three export ticks: the queue keeps growing, so the thread waits
+                log.debug("burst %d", i)
+                time.sleep(0.002)
+            assert passes == [], "the export thread competed with a burst that fits in 3/4 of the queue"
+            log.debug("burst 299")  # the queue reaches 300 = 3/4 of 400
+            deadline = time.monotonic() + 5
+            while not passes and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert passes == [300], "the export thread did not wake when the queue reached 3/4"
+        torch_otel.flush(10)
+        assert bridge.dropped == 0
+        assert sum(r.log_record.body.startswith("burst ") for r in capture.records()) == 300

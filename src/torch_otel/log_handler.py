@@ -62,7 +62,7 @@ class RecordQueue:
         self._items.append(item)
         if size == 0:
             self._arrived()
-        elif size == self._wake_at:
+        elif size + 1 == self._wake_at:
             self._wake()
 
     def drain(self) -> list[QueuedRecord]:
