@@ -34,6 +34,7 @@ SETUPS = {
     "e": "stderr + torch-otel via the SDK LoggerProvider (FAST_PATH=off)",
 }
 ARTIFACT_MODULE, ARTIFACT = "torch._dynamo.guards", "recompiles"
+SMALL_MESSAGE_BYTES = 200
 
 
 # -- plumbing ---------------------------------------------------------------------------------------------
@@ -296,6 +297,7 @@ def measure_records(log: logging.Logger, pipeline: Pipeline, message: str, count
         "cpu_us": (cpu1 - cpu0) / count * 1e6,
         "flush_ms": (wall2 - wall1) * 1e3,
         "threads_us": per_thread_us(threads0, threads1, count),
+        "count": count,
         **{key: after[key] - before.get(key, 0) for key in after},
     }
 
@@ -325,9 +327,11 @@ class Toggle:
     """Switches torch-otel on and off around interleaved measurements, reusing the same providers (and, with
     ``fast_path``, the same OTLP log sink that `torch-otel run` uses by default)."""
 
-    def __init__(self, endpoint: str, fast_path: bool = False) -> None:
+    def __init__(self, endpoint: str, fast_path: bool = False, queue_size: int = 20_000) -> None:
+        self.queue_size = queue_size
         self.logger_provider, self.log_counter = otlp_log_pipeline(endpoint, 8192, byte_budget=3 * 1024 * 1024)
-        self.log_sink = fast_path_sink(endpoint, {"exported": 0, "failed": 0}) if fast_path else None
+        self.sent = {"exported": 0, "failed": 0}  # by the fast path's sink
+        self.log_sink = fast_path_sink(endpoint, self.sent) if fast_path else None
         self.tracer_provider = otlp_tracer_provider(endpoint)
         self.span_count = 0
         self._count_spans()
@@ -350,7 +354,7 @@ class Toggle:
         if on and not self.on:
             torch_otel.instrument(
                 logger_provider=self.logger_provider, tracer_provider=self.tracer_provider,
-                settings=torch_otel_settings(20_000), log_sink=self.log_sink,
+                settings=torch_otel_settings(self.queue_size), log_sink=self.log_sink,
             )
         elif self.on and not on:
             torch_otel.uninstrument()
@@ -368,6 +372,30 @@ def alternating(repetitions: int) -> Iterator[tuple[int, bool]]:
     for rep in range(repetitions):
         for on in ((False, True) if rep % 2 == 0 else (True, False)):
             yield rep, on
+
+
+def run_paired(params: dict[str, Any]) -> dict[str, Any]:
+    """Setups b and d (the fast path) alternated in one process, so every d measurement has a b measurement taken
+    seconds before or after it: the ratio survives the machine's speed drifting between fresh processes."""
+    import torch._logging
+
+    count = params["count"]
+    with stderr_to_devnull():
+        torch._logging.set_logs(recompiles=True)
+        log = torch._logging.getArtifactLogger(ARTIFACT_MODULE, ARTIFACT)
+        toggle = Toggle(params["endpoint"], fast_path=True, queue_size=count + count // 5 + 4096)
+        pipelines = {False: Pipeline(), True: Pipeline(flush=toggle.flush, counters=lambda: {**toggle.sent})}
+        message = make_message(SMALL_MESSAGE_BYTES)
+        for on in (False, True):  # warm-up: caches, gRPC connection
+            toggle.set(on)
+            measure_records(log, pipelines[on], message, max(20, count // 10))
+        settle_gc()
+        runs: dict[str, list[dict[str, Any]]] = {"off": [], "on": []}
+        for _, on in alternating(params["rounds"]):
+            toggle.set(on)
+            runs["on" if on else "off"].append(measure_records(log, pipelines[on], message, count))
+        toggle.set(False)
+    return {"runs": runs}
 
 
 def time_calls(fn: Callable[[Any], Any], arg: Any, calls: int) -> dict[str, float]:
@@ -652,7 +680,7 @@ def run_load(params: dict[str, Any]) -> dict[str, Any]:
 
 MODES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "records": run_records, "steady": run_steady, "compile": run_compile, "workload": run_workload,
-    "load": run_load,
+    "load": run_load, "paired": run_paired,
 }
 
 
