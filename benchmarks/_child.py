@@ -545,7 +545,8 @@ def build_transformer(blocks: int = 3, dim: int = 64, heads: int = 4) -> Any:
             super().__init__()
             self.norm1, self.norm2 = torch.nn.LayerNorm(dim), torch.nn.LayerNorm(dim)
             self.qkv, self.proj = torch.nn.Linear(dim, 3 * dim), torch.nn.Linear(dim, dim)
-            self.mlp = torch.nn.Sequential(torch.nn.Linear(dim, 4 * dim), torch.nn.GELU(), torch.nn.Linear(4 * dim, dim))
+            self.mlp = torch.nn.Sequential(
+                torch.nn.Linear(dim, 4 * dim), torch.nn.GELU(), torch.nn.Linear(4 * dim, dim))
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             b, t, d = x.shape
@@ -580,7 +581,8 @@ class HandlerTimer:
         TorchLogHandler.handle = timed  # type: ignore[method-assign]
 
 
-def time_workload_compile(model: Any, x: Any, toggle: Toggle, handler: HandlerTimer, hooks: HookTimer) -> dict[str, float]:
+def time_workload_compile(model: Any, x: Any, toggle: Toggle, handler: HandlerTimer,
+                          hooks: HookTimer) -> dict[str, float]:
     """One inductor compile from scratch (caches off); torch-otel's self-time is what ran in its handler, its
     hooks, its export and the SDK's batch threads, and the final flush."""
     import torch
@@ -589,7 +591,7 @@ def time_workload_compile(model: Any, x: Any, toggle: Toggle, handler: HandlerTi
     gc.collect()
     compiled = torch.compile(model)
     timed_hooks = toggle.on and hooks.attach()
-    handler_ns, handler_calls, hook_ns = handler.ns, handler.calls, hooks.cpu_ns
+    handler_ns, handler_calls, hook_ns, spans = handler.ns, handler.calls, hooks.cpu_ns, toggle.span_count
     threads0 = thread_cpu_seconds()
     cpu0, wall0, thread0 = time.process_time(), time.perf_counter(), time.thread_time()
     with torch._inductor.config.patch(force_disable_caches=True):
@@ -602,7 +604,8 @@ def time_workload_compile(model: Any, x: Any, toggle: Toggle, handler: HandlerTi
             if name.startswith(OUR_THREAD_PREFIXES)}
     run = {"wall_ms": (wall1 - wall0) * 1e3, "thread_cpu_ms": (thread1 - thread0) * 1e3, "cpu_ms": (cpu1 - cpu0) * 1e3}
     if toggle.on:
-        run.update(records=handler.calls - handler_calls, handler_ms=(handler.ns - handler_ns) / 1e6,
+        run.update(records=handler.calls - handler_calls, spans=toggle.span_count - spans,
+                   handler_ms=(handler.ns - handler_ns) / 1e6,
                    hook_ms=(hooks.cpu_ns - hook_ns) / 1e6 if timed_hooks else float("nan"),
                    export_ms=sum(ours.values()) + flush_cpu * 1e3, threads_ms=ours)
         run["self_ms"] = run["handler_ms"] + run["hook_ms"] + run["export_ms"]
