@@ -99,7 +99,7 @@ class LogBridge:
         self._removed_stderr: list[tuple[logging.Logger, logging.Handler]] = []
         self._patched: list[tuple[Any, str, Any]] = []
         self._export_lock = threading.Lock()
-        self._wakeup = threading.Event()  # the queue is half full, or the bridge stops: export now
+        self._wakeup = threading.Event()  # the queue is 3/4 full, or the bridge stops: export now
         self._arrival = threading.Event()  # a record landed in an empty queue: start the export ticks
         self._stopping = False
         self._thread: threading.Thread | None = None
