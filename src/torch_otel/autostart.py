@@ -8,13 +8,12 @@ import os
 import signal
 import sys
 import threading
-import time
 from typing import NoReturn
 
 from torch_otel.exporter_logs import limit_sdk_warnings
 from torch_otel.instrumentor import TorchInstrumentor, instrument
 from torch_otel.metrics import HEALTH
-from torch_otel.sdk_setup import Providers, configure_sdk, export_plan, run_bounded, sdk_disabled
+from torch_otel.sdk_setup import Providers, configure_sdk, export_plan, sdk_disabled
 from torch_otel.settings import Settings, SettingsError
 from torch_otel.torch_import import import_torch_checked
 from torch_otel.torch_logs import TorchLogsError
@@ -78,9 +77,7 @@ def _finish_at_exit() -> None:
 def finish(providers: Providers, timeout: float) -> None:
     """Export what is queued and shut the SDK down within ``timeout`` seconds, then report any loss once."""
     bridge = TorchInstrumentor.bridge
-    deadline = time.monotonic() + timeout
-    drained = run_bounded(bridge.drain, seconds=timeout) if bridge is not None else True
-    completed = providers.shutdown(max(0.0, deadline - time.monotonic())) and drained
+    completed = providers.shutdown(timeout, drain_logs=bridge.drain if bridge is not None else None)
     in_flight = providers.log_sink.in_flight if providers.log_sink is not None else 0
     undelivered = HEALTH.lost_records + in_flight + (bridge.queued if bridge else 0)
     losses = loss_summary(bridge.dropped if bridge else 0, undelivered, HEALTH.export_failures, completed, timeout)

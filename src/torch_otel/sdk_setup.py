@@ -8,7 +8,7 @@ import threading
 import time
 from dataclasses import dataclass
 from importlib import metadata
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -244,12 +244,19 @@ class Providers:
     file_path: Path | None = None
     log_sink: WireLogSink | None = None
 
-    def shutdown(self, timeout: float) -> bool:
-        """Flush and shut down the providers torch-otel created, all at once, giving up after ``timeout`` seconds
-        (the threads are daemons, so an unreachable collector cannot hold the process at exit)."""
-        targets = [getattr(self, f"{name}_provider").shutdown for name in self.created]
+    def shutdown(self, timeout: float, drain_logs: Callable[[], Any] | None = None) -> bool:
+        """Flush and shut down the providers torch-otel created, giving up after ``timeout`` seconds (the threads
+        are daemons, so an unreachable collector cannot hold the process at exit). Logs go on one thread, in order:
+        ``drain_logs`` (the bridge's queue), the SDK log pipeline, the fast path's sink. Traces and metrics shut
+        down beside them, so a log export stuck in retries cannot take away their time."""
+        log_steps = [drain_logs] if drain_logs is not None else []
+        if "logger" in self.created:
+            log_steps.append(self.logger_provider.shutdown)
         if self.log_sink is not None:
-            targets.append(self.log_sink.shutdown)
+            log_steps.append(self.log_sink.shutdown)
+        targets = [getattr(self, f"{name}_provider").shutdown for name in self.created if name != "logger"]
+        if log_steps:
+            targets.append(lambda: [step() for step in log_steps])
         return run_bounded(*targets, seconds=timeout)
 
 
