@@ -152,8 +152,8 @@ class LogEncoder:
         """An ExportLogsServiceRequest holding the encoded records, grouped by scope; copied once, in one join."""
         tail: list[bytes] = []
         for scope, records in records_by_scope.items():
-            scope = self._scope(scope)
-            tail += (b"\x12", varint(len(scope) + sum(map(len, records))), scope)
+            scope_field = self._scope(scope)
+            tail += (b"\x12", varint(len(scope_field) + sum(map(len, records))), scope_field)
             tail += records
         resource_logs_size = len(self._resource) + sum(map(len, tail))
         return b"".join((b"\x0a", varint(resource_logs_size), self._resource, *tail))
