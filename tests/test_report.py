@@ -767,6 +767,19 @@ def test_fuzz_otlp_shaped_requests(request: dict):
     reports(parses_or_says_why(json.dumps(request)))
 
 
+@pytest.mark.parametrize("count", ["0\x1f", " 7 ", "\u20037", "-1", "1e3"])
+def test_odd_cache_counts_in_strings_never_break_the_report(count):
+    """Found by the fuzz test above: str.strip() removes "\\x1f", int() does not accept it."""
+    from torch_otel import catalog
+
+    attribute = report.cache_count_attribute(catalog.CACHES[0], "hit")
+    span = {"traceId": "", "spanId": "", "name": "torch.compile", "startTimeUnixNano": "0", "endTimeUnixNano": "0",
+            "attributes": [{"key": attribute, "value": {"stringValue": count}}]}
+    request = {"resourceSpans": [{"resource": {"attributes": []},
+                                  "scopeSpans": [{"scope": {"name": "torch.compile"}, "spans": [span]}]}]}
+    reports(parse_line(json.dumps(request)))
+
+
 def _paths(value: Any, prefix: tuple = ()) -> list[tuple]:
     found = [prefix]
     if isinstance(value, dict):

@@ -591,8 +591,8 @@ def _int_value(value: Any) -> int | None:
         return value
     if isinstance(value, float) and math.isfinite(value):
         return int(value)
-    if isinstance(value, str) and re.fullmatch(r"[0-9]{1,18}", value.strip()):
-        return int(value)
+    if isinstance(value, str) and re.fullmatch(r"[0-9]{1,18}", text := value.strip()):
+        return int(text)  # int() itself rejects some of what str.strip() removes, such as "\x1f"
     return None
 
 
