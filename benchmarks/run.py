@@ -61,7 +61,7 @@ if str(HERE) not in sys.path:
 
 # _child is stdlib-only at import time: children import torch, the parent never does
 from _child import SETUPS, WORKLOAD_TORCH_LOGS  # noqa: E402
-from _collector import BlackholeCollector, die_with_parent  # noqa: E402
+from _collector import BlackholeCollector, die_with_parent, free_port  # noqa: E402
 
 SMALL_BYTES, LARGE_BYTES = 200, 100 * 1024
 CHILD_TIMEOUT_S = 900
@@ -287,8 +287,6 @@ def find_sustained_rate(endpoint: str, seconds: float, flat_out: dict[str, Any])
 
 
 def measure_load(config: Config, endpoint: str) -> dict[str, Any]:
-    from collector import free_port
-
     down = f"http://127.0.0.1:{free_port()}"  # nothing listens there: the collector is down
     memory = {setup: run_mode("load", {"setup": setup, "endpoint": down, "records": config.load_records,
                                        "flush": False}) for setup in ("b", "d")}
