@@ -274,6 +274,14 @@ def build_pipeline(setup: str, endpoint: str, queue_size: int) -> Pipeline:
     raise ValueError(f"unknown setup {setup!r}")
 
 
+def recompiles_logger() -> logging.Logger:
+    """torch's recompiles artifact logger, enabled (what every per-record measurement logs through)."""
+    import torch._logging
+
+    torch._logging.set_logs(recompiles=True)
+    return torch._logging.getArtifactLogger(ARTIFACT_MODULE, ARTIFACT)
+
+
 def emit_records(log: logging.Logger, message: str, count: int) -> None:
     debug = log.debug
     for _ in range(count):
@@ -305,13 +313,11 @@ def measure_records(log: logging.Logger, pipeline: Pipeline, message: str, count
 def run_records(params: dict[str, Any]) -> dict[str, Any]:
     import torch  # noqa: F401
     import torch._dynamo  # noqa: F401
-    import torch._logging
 
     setup, sizes = params["setup"], [tuple(pair) for pair in params["sizes"]]
     queue_size = max(count + count // 5 for _, count in sizes) + 4096
     with stderr_to_devnull():
-        torch._logging.set_logs(recompiles=True)
-        log = torch._logging.getArtifactLogger(ARTIFACT_MODULE, ARTIFACT)
+        log = recompiles_logger()
         pipeline = build_pipeline(setup, params["endpoint"], queue_size)
         results = {}
         for size, count in sizes:
@@ -377,12 +383,9 @@ def alternating(repetitions: int) -> Iterator[tuple[int, bool]]:
 def run_paired(params: dict[str, Any]) -> dict[str, Any]:
     """Setups b and d (the fast path) alternated in one process, so every d measurement has a b measurement taken
     seconds before or after it: the ratio survives the machine's speed drifting between fresh processes."""
-    import torch._logging
-
     count = params["count"]
     with stderr_to_devnull():
-        torch._logging.set_logs(recompiles=True)
-        log = torch._logging.getArtifactLogger(ARTIFACT_MODULE, ARTIFACT)
+        log = recompiles_logger()
         toggle = Toggle(params["endpoint"], fast_path=True, queue_size=count + count // 5 + 4096)
         pipelines = {False: Pipeline(), True: Pipeline(flush=toggle.flush, counters=lambda: {**toggle.sent})}
         message = make_message(SMALL_MESSAGE_BYTES)
@@ -657,15 +660,12 @@ def emit_paced(log: logging.Logger, message: str, seconds: float, rate: float | 
 def run_load(params: dict[str, Any]) -> dict[str, Any]:
     """Setup b (stderr only) or d (torch-otel's fast path, default settings) under load. ``records`` set: emit that
     many flat out (memory; the collector is down); else emit for ``seconds`` at ``rate`` (throughput)."""
-    import torch
-    import torch._logging
     import torch_otel
 
     with stderr_to_devnull():
-        torch._logging.set_logs(recompiles=True)
-        log = torch._logging.getArtifactLogger(ARTIFACT_MODULE, ARTIFACT)
+        log = recompiles_logger()
         pipeline = build_pipeline(params["setup"], params["endpoint"], torch_otel.Settings().queue_size)
-        message = make_message(200)
+        message = make_message(SMALL_MESSAGE_BYTES)
         settle_gc()
         rss_before = peak_rss_kib()
         started = time.perf_counter()

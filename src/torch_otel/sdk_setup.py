@@ -254,9 +254,14 @@ class Providers:
             log_steps.append(self.logger_provider.shutdown)
         if self.log_sink is not None:
             log_steps.append(self.log_sink.shutdown)
+
+        def shut_down_logs() -> None:
+            for step in log_steps:
+                step()
+
         targets = [getattr(self, f"{name}_provider").shutdown for name in self.created if name != "logger"]
         if log_steps:
-            targets.append(lambda: [step() for step in log_steps])
+            targets.append(shut_down_logs)
         return run_bounded(*targets, seconds=timeout)
 
 
