@@ -132,7 +132,10 @@ def otlp_log_pipeline(endpoint: str, queue_size: int, byte_budget: int | None) -
     if byte_budget is not None:
         from torch_otel.log_batching import ByteBudgetLogExporter
 
-        exporter = ByteBudgetLogExporter(exporter, byte_budget)
+        from torch_otel.delivery import Tally
+
+        inner = exporter
+        exporter = ByteBudgetLogExporter(lambda: inner, byte_budget, Tally())
     counting = CountingExporter(exporter)
     provider = LoggerProvider(resource=Resource.create({"service.name": "torch-otel-bench"}))
     processor = BatchLogRecordProcessor(counting, max_queue_size=queue_size)  # type: ignore[arg-type]
@@ -235,8 +238,10 @@ def fast_path_sink(endpoint: str, sent: dict[str, int]) -> Any:
         return ok
 
     exporter.send = counting_send
+    from torch_otel.delivery import Tally
+
     return WireLogSink(exporter, LogEncoder({"service.name": "torch-otel-bench"}, str(torch.__version__)),
-                       torch_otel_settings(1).max_batch_bytes)
+                       torch_otel_settings(1).max_batch_bytes, Tally())
 
 
 def fast_path_pipeline(endpoint: str, queue_size: int) -> Pipeline:

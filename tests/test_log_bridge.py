@@ -12,6 +12,7 @@ from opentelemetry import trace
 
 import torch_otel
 from torch_otel import catalog
+from torch_otel.delivery import Tally
 from torch_otel.log_batching import ByteBudgetLogExporter, split_by_bytes
 from torch_otel.log_handler import TorchLogHandler
 from torch_otel.settings import Settings
@@ -221,7 +222,7 @@ def test_batches_are_split_under_the_byte_budget(capture):
             sent.append(len(chunk))
             return LogRecordExportResult.SUCCESS
 
-    ByteBudgetLogExporter(Recorder(), 150_000).export(batch)
+    ByteBudgetLogExporter(Recorder, 150_000, Tally()).export(batch)
     assert sent == [2, 2, 2, 2]
 
 

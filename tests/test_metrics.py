@@ -12,6 +12,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import torch_otel
 from torch_otel import catalog
+from torch_otel.delivery import LEDGER
 from torch_otel.metrics import LabelCap, recompile_cause
 from torch_otel.settings import Settings
 
@@ -183,13 +184,22 @@ def test_inductor_cache_lookups_count_hits_and_misses(pipelines, monkeypatch, tm
     assert {key[0] for key in points} <= set(catalog.CACHES)
 
 
-def test_bridge_health_is_observable(pipelines):
+def test_bridge_health_is_observable_once_non_zero(pipelines):
     bridge = torch_otel.TorchInstrumentor.bridge
+    assert not pipelines.points(catalog.METRIC_EXPORT_FAILURES) and not pipelines.points(catalog.METRIC_EXPORT_LOST)
     bridge._queue.dropped += 3
-    (point,) = pipelines.points(catalog.METRIC_RECORDS_DROPPED)
-    assert point.value == bridge.dropped >= 3
-    assert {p.attributes[catalog.LABEL_SIGNAL] for p in pipelines.points(catalog.METRIC_EXPORT_FAILURES)} == {
-        "logs", "traces", "metrics"}
+    LEDGER.traces.accept(5)
+    LEDGER.traces.settle(2, succeeded=True)
+    LEDGER.traces.settle(3, succeeded=False)
+    try:
+        (point,) = pipelines.points(catalog.METRIC_RECORDS_DROPPED)
+        assert point.value == bridge.dropped >= 3
+        (failures,) = pipelines.points(catalog.METRIC_EXPORT_FAILURES)
+        (lost,) = pipelines.points(catalog.METRIC_EXPORT_LOST)
+        assert failures.attributes[catalog.LABEL_SIGNAL] == lost.attributes[catalog.LABEL_SIGNAL] == "traces"
+        assert (failures.value, lost.value) == (1, 3)
+    finally:
+        LEDGER.reset()
 
 
 def test_metrics_off_records_nothing():

@@ -12,6 +12,7 @@ from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
 from opentelemetry.sdk.resources import Resource
 
 import torch_otel
+from torch_otel.delivery import Tally
 from torch_otel.otlp_wire import EncodedBatch, LogEncoder, WireLogSink, any_value, varint
 from torch_otel.settings import Settings
 
@@ -55,7 +56,7 @@ def test_fast_path_encoding_equals_the_sdk_encoding_of_the_same_records():
     capture = LogCapture()
     capture.provider._resource = resource
     exporter = RecordingExporter()
-    sink = WireLogSink(exporter, LogEncoder(dict(resource.attributes), torch.__version__), 3 * 1024 * 1024)
+    sink = WireLogSink(exporter, LogEncoder(dict(resource.attributes), torch.__version__), 3 * 1024 * 1024, Tally())
     torch._logging.set_logs(dynamo=logging.DEBUG, recompiles=True, graph_breaks=True, guards=True)
     with instrumented(capture, Settings(spans=False, metrics=False)):
         bridge = torch_otel.TorchInstrumentor.bridge
@@ -67,7 +68,7 @@ def test_fast_path_encoding_equals_the_sdk_encoding_of_the_same_records():
                 except ValueError:
                     logging.getLogger("torch._dynamo").exception("failing %s", "here")
                 items = bridge._queue.drain()
-        sink.export(bridge._converter.prepare(item) for item in items)
+        sink.export((bridge._converter.prepare(item) for item in items), len(items))
         for item in items:
             bridge._converter.emit(item)
         sdk_records = capture.records()
@@ -81,19 +82,20 @@ def test_fast_path_encoding_equals_the_sdk_encoding_of_the_same_records():
 
 
 def test_batches_stay_under_the_byte_budget_and_failures_are_counted():
-    failures = []
+    tally = Tally()
     exporter = RecordingExporter(fail=True)
     encoder = LogEncoder({"service.name": "x"}, "1")
-    sink = WireLogSink(exporter, encoder, 100_000, on_failure=failures.append)
+    sink = WireLogSink(exporter, encoder, 100_000, tally)
     from torch_otel.otlp_wire import CallSite, WireRecord
     from opentelemetry.context import Context
 
     site = CallSite("torch._dynamo", 5, "DEBUG", {}, None)
     records = [WireRecord(site, i, "y" * 30_000, {"i": i}, Context()) for i in range(10)]
-    sink.export(records)
+    sink.export(records, len(records))
     assert [b.count for b in exporter.batches] == [3, 3, 3, 1]
     assert all(len(b.data) <= 100_000 for b in exporter.batches)
-    assert failures == [3, 3, 3, 1]  # lost records, counted per failed request
+    # lost records, counted per failed request
+    assert (tally.accepted, tally.delivered, tally.failed, tally.failed_requests) == (10, 0, 10, 4)
     decoded = [ExportLogsServiceRequest.FromString(b.data) for b in exporter.batches]
     assert [r.attributes[0].value.int_value for d in decoded for r in d.resource_logs[0].scope_logs[0].log_records] \
         == list(range(10))

@@ -10,11 +10,12 @@ from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, InMemoryLogRecordExporter
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, PeriodicExportingMetricReader
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from torch_otel.sdk_setup import Providers
+from torch_otel.sdk_setup import Providers, export_plan
 
 
 class RecordingMetricExporter(MetricExporter):
@@ -43,7 +44,9 @@ def sdk() -> tuple[Providers, InMemorySpanExporter, InMemoryLogRecordExporter, R
     logger_provider.add_log_record_processor(BatchLogRecordProcessor(logs))
     reader = PeriodicExportingMetricReader(metrics, export_interval_millis=3_600_000)
     meter_provider = MeterProvider(metric_readers=[reader], shutdown_on_exit=False)
-    providers = Providers(tracer_provider, logger_provider, meter_provider, ("tracer", "logger", "meter"))
+    plan = export_plan({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://localhost:4317"})
+    providers = Providers(tracer_provider, logger_provider, meter_provider, ("tracer", "logger", "meter"), plan,
+                          Resource.create())
     return providers, spans, logs, metrics
 
 
@@ -54,11 +57,11 @@ def test_a_stuck_log_drain_leaves_traces_and_metrics_their_shutdown():
     export_finished = threading.Event()  # a drain waiting for the export thread, which is stuck in retries
 
     started = time.monotonic()
-    completed = providers.shutdown(1.0, drain_logs=lambda: export_finished.wait(30))
+    unfinished = providers.shutdown(1.0, drain_logs=lambda: export_finished.wait(30))
     elapsed = time.monotonic() - started
     export_finished.set()
 
-    assert not completed and elapsed < 2.5, f"shutdown took {elapsed:.1f}s for a 1s budget"
+    assert unfinished == {"logs"} and elapsed < 2.5, f"shutdown took {elapsed:.1f}s for a 1s budget"
     assert [span.name for span in spans.get_finished_spans()] == ["compile"]
     assert "torch_otel.records.dropped" in metrics.names
 
@@ -71,5 +74,5 @@ def test_what_the_drain_hands_over_is_exported_before_the_log_pipeline_closes():
         time.sleep(0.2)  # the export thread finishing its batch first
         logger.emit(body="the last record torch logged")
 
-    assert providers.shutdown(5.0, drain_logs=drain)
+    assert providers.shutdown(5.0, drain_logs=drain) == set()
     assert [record.log_record.body for record in logs.get_finished_logs()] == ["the last record torch logged"]

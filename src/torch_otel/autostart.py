@@ -1,5 +1,6 @@
-"""What `torch-otel run` does inside the child interpreter before user code: check settings, import torch,
-set up the SDK from OTEL_*, start the bridge, and flush on SIGTERM."""
+"""What `torch-otel run` does inside a process once it has imported torch: set up the SDK from OTEL_*, start the
+bridge, finish within TORCH_OTEL_SHUTDOWN_TIMEOUT at exit, on SIGTERM and in multiprocessing workers, and say once
+what did not leave. Torch's own helper processes are left alone."""
 
 from __future__ import annotations
 
@@ -8,99 +9,144 @@ import os
 import signal
 import sys
 import threading
-from typing import NoReturn
+from dataclasses import dataclass
 
+from torch_otel.delivery import LEDGER, Ledger
 from torch_otel.exporter_logs import limit_sdk_warnings
 from torch_otel.instrumentor import TorchInstrumentor, instrument
-from torch_otel.metrics import HEALTH
 from torch_otel.sdk_setup import Providers, configure_sdk, export_plan, sdk_disabled
 from torch_otel.settings import Settings, SettingsError
-from torch_otel.torch_import import import_torch_checked
-from torch_otel.torch_logs import TorchLogsError
 
-EXIT_BAD_SETTING = 2
-
-
-def fail(error: Exception) -> NoReturn:
-    sys.stderr.write(f"torch-otel: {error}\n")
-    sys.stderr.flush()
-    os._exit(EXIT_BAD_SETTING)
+WORKER_EXIT_BUDGET_S = 1.0  # DataLoader terminates workers that linger on their way out
+_LAUNCHERS = ("torch.distributed.",)  # torch modules run as programs that start user processes, e.g. torchrun
 
 
-def start() -> None:
+def start_after_torch_import() -> None:
+    """wrapt's post-import hook for torch, installed by the bootstrap. Never raises into the program's import."""
     try:
-        if sdk_disabled():
+        if sdk_disabled() or is_torch_helper():
             return
-        # Registered before torch is imported, so it runs after torch's own exit handlers (which still log).
-        atexit.register(_finish_at_exit)
         settings = Settings.from_env()
         export_plan()
-        import_torch_checked()
-    except (SettingsError, TorchLogsError) as error:
-        fail(error)
-    except Exception as error:  # noqa: BLE001 - the program's own import of torch will report it
-        sys.stderr.write(f"torch-otel: torch could not be imported ({error}); running without the bridge.\n")
+    except SettingsError as error:  # `torch-otel run` checked them; the program changed them since
+        sys.stderr.write(f"torch-otel: {error} The program runs without torch-otel.\n")
         return
+    # Before torch._dynamo is imported, so this runs after torch's own exit handlers (which still log).
+    atexit.register(_finish_at_exit)
     try:
         providers = configure_sdk(settings)
         limit_sdk_warnings()  # for the life of the process: a long outage must not flood stderr
-        announce_file(providers)
         instrument(settings=settings, log_sink=providers.log_sink)
     except Exception as error:  # noqa: BLE001 - e.g. an OTEL_* value the SDK itself rejects
+        atexit.unregister(_finish_at_exit)
         sys.stderr.write(f"torch-otel: could not set up OpenTelemetry ({type(error).__name__}: {error}); "
                          "the program runs without torch-otel. Run `torch-otel doctor` to check the settings.\n")
         return
     bridge = TorchInstrumentor.bridge
     if bridge is not None:
         atexit.unregister(bridge.flush)  # finish() flushes it within the same deadline
+        bridge.at_worker_exit = lambda: _finish_at_exit(WORKER_EXIT_BUDGET_S)
     _started.append((providers, settings.shutdown_timeout))
-    _finish_on_sigterm(providers, settings.shutdown_timeout)
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_renew_metrics_in_child)
+    _finish_on_sigterm()
+
+
+def is_torch_helper() -> bool:
+    """True in a process whose program is a module of torch itself (inductor's compile worker, started as
+    ``python .../torch/_inductor/compile_worker/__main__.py``), torch's launchers excepted."""
+    main = sys.modules.get("__main__")
+    name = getattr(getattr(main, "__spec__", None), "name", None) or ""
+    if name.startswith("torch."):
+        return not name.startswith(_LAUNCHERS)
+    torch = sys.modules.get("torch")
+    path, torch_file = getattr(main, "__file__", None), getattr(torch, "__file__", None)
+    if not path or not torch_file:
+        return False
+    torch_dir = os.path.dirname(os.path.abspath(torch_file)) + os.sep
+    program = os.path.abspath(path)
+    if not program.startswith(torch_dir):
+        return False
+    module = "torch." + os.path.splitext(program[len(torch_dir):])[0].replace(os.sep, ".")
+    return not module.startswith(_LAUNCHERS)
 
 
 _started: list[tuple[Providers, float]] = []
 
 
-def announce_file(providers: Providers) -> None:
-    if providers.file_path is not None:
-        sys.stderr.write(
-            f"torch-otel: no OTLP endpoint configured, so traces, logs and metrics go to {providers.file_path} "
-            f"(read it with `torch-otel report {providers.file_path}`; set OTEL_EXPORTER_OTLP_ENDPOINT to send to "
-            "a collector instead).\n"
-        )
-
-
-def _finish_at_exit() -> None:
+def _finish_at_exit(budget: float | None = None) -> None:
     while _started:
-        finish(*_started.pop())
+        providers, timeout = _started.pop()
+        finish(providers, timeout if budget is None else min(budget, timeout))
+
+
+def _renew_metrics_in_child() -> None:
+    """A forked child records torch-otel's metrics into a meter provider of its own: the inherited instruments
+    hold the parent's cumulative values, which the child must not export as its own."""
+    for providers, _ in _started:
+        meter_provider = providers.renew_meter_provider()
+        if meter_provider is not None and TorchInstrumentor.metrics is not None:
+            TorchInstrumentor.metrics.rebind(TorchInstrumentor.meter(meter_provider))
 
 
 def finish(providers: Providers, timeout: float) -> None:
     """Export what is queued and shut the SDK down within ``timeout`` seconds, then report any loss once."""
     bridge = TorchInstrumentor.bridge
-    completed = providers.shutdown(timeout, drain_logs=bridge.drain if bridge is not None else None)
-    in_flight = providers.log_sink.in_flight if providers.log_sink is not None else 0
-    undelivered = HEALTH.lost_records + in_flight + (bridge.queued if bridge else 0)
-    losses = loss_summary(bridge.dropped if bridge else 0, undelivered, HEALTH.export_failures, completed, timeout)
-    if losses:
-        sys.stderr.write(f"torch-otel: {losses}\n")
+    unfinished = providers.shutdown(timeout, drain_logs=bridge.drain if bridge is not None else None)
+    losses = Losses.read(bridge, LEDGER, metrics_finished="metrics" not in unfinished)
+    line = losses.summary(timeout if unfinished else None)
+    if line:
+        sys.stderr.write(f"torch-otel: {line}\n")
 
 
-def loss_summary(dropped: int, undelivered: int, export_failures: dict[str, int], completed: bool,
-                 timeout: float) -> str:
-    parts = []
-    if dropped:
-        parts.append(f"{dropped} log records dropped because the queue was full (TORCH_OTEL_QUEUE_SIZE)")
-    if undelivered:
-        parts.append(f"{undelivered} log records not delivered (failed requests or still queued at exit)")
-    failed = {signal: count for signal, count in export_failures.items() if count}
-    if failed:
-        parts.append("failed export requests: " + ", ".join(f"{count} {signal}" for signal, count in failed.items()))
-    if not completed:
-        parts.append(f"the final flush did not finish within TORCH_OTEL_SHUTDOWN_TIMEOUT={timeout:g}s")
-    return "; ".join(parts) + ("; see torch_otel.* metrics and `torch-otel doctor`." if parts else "")
+@dataclass(frozen=True)
+class Losses:
+    """What one process did not deliver, read at the end of its exit deadline."""
+
+    dropped_records: int = 0
+    undelivered_records: int = 0
+    undelivered_spans: int = 0
+    undelivered_metric_exports: int = 0
+    metric_count_is_lower_bound: bool = False
+    failed_requests: int = 0
+
+    @classmethod
+    def read(cls, bridge: object, ledger: Ledger, metrics_finished: bool = True) -> Losses:
+        return cls(
+            dropped_records=getattr(bridge, "dropped", 0),
+            undelivered_records=getattr(bridge, "undelivered", 0) + ledger.logs.undelivered,
+            undelivered_spans=ledger.traces.undelivered,
+            undelivered_metric_exports=ledger.metrics.undelivered,
+            metric_count_is_lower_bound=not metrics_finished,
+            failed_requests=sum(tally.failed_requests for tally in ledger.tallies().values()),
+        )
+
+    def summary(self, timed_out_after: float | None = None) -> str:
+        """One line, or "" when nothing was lost and the deadline was kept."""
+        undelivered = [_count(self.undelivered_records, "log record"), _count(self.undelivered_spans, "span")]
+        if self.undelivered_metric_exports:
+            bound = "at least " if self.metric_count_is_lower_bound else ""
+            undelivered.append(bound + _count(self.undelivered_metric_exports, "metric export"))
+        parts = []
+        if any(undelivered):
+            parts.append("not delivered (failed, or still queued at exit): " + ", ".join(filter(None, undelivered)))
+        if self.dropped_records:
+            parts.append(f"{_count(self.dropped_records, 'log record')} dropped because the queue was full "
+                         "(TORCH_OTEL_QUEUE_SIZE)")
+        if self.failed_requests:
+            parts.append(f"{_count(self.failed_requests, 'export request')} failed")
+        if timed_out_after is not None:
+            parts.append(f"the final flush did not finish within TORCH_OTEL_SHUTDOWN_TIMEOUT={timed_out_after:g}s")
+        return "; ".join(parts) + ("; see the torch_otel.* metrics and `torch-otel doctor`." if parts else "")
 
 
-def _finish_on_sigterm(providers: Providers, timeout: float) -> None:
+def _count(number: int, noun: str) -> str:
+    if not number:
+        return ""
+    return f"{number:,} {noun}" + ("" if number == 1 else "s")
+
+
+def _finish_on_sigterm() -> None:
     if threading.current_thread() is not threading.main_thread():
         return
     if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:

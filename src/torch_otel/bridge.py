@@ -105,6 +105,11 @@ class LogBridge:
         self._thread: threading.Thread | None = None
         self.emitted = 0
         self.export_errors = 0
+        self.in_hand = 0  # drained, not yet handed to the SDK logger (without the fast path)
+        self._unhanded_errors = 0
+        # What a multiprocessing worker runs on its way out (it leaves through os._exit, skipping atexit).
+        # `torch-otel run` replaces it with its own bounded finish of every signal.
+        self.at_worker_exit: Callable[[], None] = self._flush_in_worker_exit
 
     # -- lifecycle -------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -225,12 +230,13 @@ class LogBridge:
             else:
                 seen, deferred = queued, deferred + 1
 
-    def _prepared(self, items: list) -> Any:
+    def _prepared(self, items: list, tally: Any) -> Any:
         for item in items:
             try:
                 prepared = self._converter.prepare(item)
             except Exception:  # noqa: BLE001 - one bad record must not stop the rest
                 self.export_errors += 1
+                tally.lose()
                 continue
             self.emitted += 1
             yield prepared
@@ -245,14 +251,17 @@ class LogBridge:
             try:
                 items = self._queue.drain()
                 if self._wire_sink is not None:
-                    self._wire_sink.export(self._prepared(items))
+                    self._wire_sink.export(self._prepared(items, self._wire_sink.tally), len(items))
                 else:
+                    self.in_hand = len(items)
                     for item in items:
                         try:
                             self._converter.emit(item)
                             self.emitted += 1
                         except Exception:  # noqa: BLE001 - one bad record must not stop the rest
                             self.export_errors += 1
+                            self._unhanded_errors += 1
+                        self.in_hand -= 1
             finally:
                 exporting.reset(token)
 
@@ -274,6 +283,12 @@ class LogBridge:
         return len(self._queue)
 
     @property
+    def undelivered(self) -> int:
+        """Records the bridge took and never passed on: still queued, drained but not yet handed to the SDK, or
+        failed to convert on their way to it. (On the fast path, the sink's tally counts what it was handed.)"""
+        return len(self._queue) + self.in_hand + self._unhanded_errors
+
+    @property
     def truncated(self) -> int:
         return self._converter.truncated
 
@@ -291,6 +306,8 @@ class LogBridge:
         # The parent exports what it queued; the child starts empty so nothing is sent twice.
         self._held_for_fork = False
         self._queue.drain()
+        self._queue.dropped = self._converter.truncated = 0
+        self.in_hand = self.export_errors = self._unhanded_errors = self.emitted = 0
         if self._wire_sink is not None:
             self._wire_sink.after_fork_in_child()
         self._export_lock = threading.Lock()
@@ -305,7 +322,7 @@ class LogBridge:
         from torch_otel.sdk_setup import run_bounded
 
         budget = min(1.0, self._settings.shutdown_timeout)
-        run_bounded(lambda: self.flush(budget), seconds=budget)
+        run_bounded({"logs": lambda: self.flush(budget)}, seconds=budget)
 
 
 _fork_targets: weakref.WeakSet[LogBridge] = weakref.WeakSet()
@@ -323,7 +340,7 @@ def _register_fork_handler(bridge: LogBridge) -> None:
 
 def _flush_at_worker_exit(bridge: LogBridge) -> None:
     if not bridge._stopping:
-        multiprocessing.util.Finalize(bridge, bridge._flush_in_worker_exit, exitpriority=100)
+        multiprocessing.util.Finalize(bridge, bridge.at_worker_exit, exitpriority=100)
 
 
 def _before_fork() -> None:

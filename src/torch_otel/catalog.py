@@ -99,6 +99,7 @@ METRIC_CACHE_LOOKUPS = "pytorch.compile.cache.lookups"
 METRIC_RECORDS_DROPPED = "torch_otel.records.dropped"
 METRIC_RECORDS_TRUNCATED = "torch_otel.records.truncated"
 METRIC_EXPORT_FAILURES = "torch_otel.export.failures"
+METRIC_EXPORT_LOST = "torch_otel.export.lost"
 LABEL_OUTCOME = "pytorch.compile.outcome"  # success | failure
 LABEL_PHASE = "pytorch.compile.phase"  # torch.compile, torch.compile.backward, or a torch phase name
 LABEL_CAUSE = "pytorch.recompile.cause"  # one of RECOMPILE_CAUSES
@@ -123,6 +124,7 @@ PROMETHEUS_NAMES = {
     METRIC_RECORDS_DROPPED: "torch_otel_records_dropped_total",
     METRIC_RECORDS_TRUNCATED: "torch_otel_records_truncated_total",
     METRIC_EXPORT_FAILURES: "torch_otel_export_failures_total",
+    METRIC_EXPORT_LOST: "torch_otel_export_lost_total",
 }
 
 

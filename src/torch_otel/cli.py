@@ -9,8 +9,11 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from torch_otel import environment_variables as env
 from torch_otel.sdk_setup import export_plan, sdk_disabled
 from torch_otel.settings import Settings, SettingsError
+from torch_otel.torch_import import TORCH_LOGS, check_torch_logs
+from torch_otel.torch_logs import TorchLogsError
 
 BOOTSTRAP_DIR = Path(__file__).resolve().parent / "_bootstrap"
 EXIT_BAD_SETTING = 2
@@ -29,19 +32,32 @@ def run(command: Sequence[str]) -> int:
     if not command:
         print("torch-otel run: name the program to run, e.g. torch-otel run -- python train.py", file=sys.stderr)
         return EXIT_BAD_SETTING
+    environ = child_environment(dict(os.environ))
     try:
         if not sdk_disabled():
             Settings.from_env()
-            export_plan()
-    except SettingsError as error:
+            plan = export_plan()
+            check_torch_logs(os.environ.get(TORCH_LOGS))
+            if plan.file_path is not None:
+                environ[env.TORCH_OTEL_FILE] = str(plan.file_path.absolute())
+                announce_file(plan.file_path)
+    except (SettingsError, TorchLogsError) as error:
         print(f"torch-otel: {error}", file=sys.stderr)
         return EXIT_BAD_SETTING
     try:
-        os.execvpe(command[0], list(command), child_environment(dict(os.environ)))
+        os.execvpe(command[0], list(command), environ)
     except OSError as error:
         print(f"torch-otel run: cannot start {command[0]!r}: {error.strerror}", file=sys.stderr)
         return EXIT_NOT_FOUND
     return 0  # unreachable: exec replaced this process
+
+
+def announce_file(path: Path) -> None:
+    """Said once per run, by the process the user started; every process of the run that has something to export
+    appends to this one file, and a run that exports nothing leaves none."""
+    print(f"torch-otel: no OTLP endpoint configured, so traces, logs and metrics from this run go to {path} "
+          f"(read it with `torch-otel report {path}`; set OTEL_EXPORTER_OTLP_ENDPOINT to send to a collector "
+          "instead).", file=sys.stderr, flush=True)
 
 
 def build_parser() -> argparse.ArgumentParser:

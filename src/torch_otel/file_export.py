@@ -46,19 +46,33 @@ def otlp_json_line(message: Any) -> str:
 
 
 class JsonLinesFile:
-    """One file shared by the three exporters; a lock keeps every request on its own line."""
+    """One file shared by the three exporters of a process, and by every process of a `torch-otel run`. It is
+    created by the first line written, so a process with nothing to say leaves no file. Each line goes out in one
+    ``write`` on a descriptor opened with O_APPEND: on a local file system, lines from different processes never
+    interleave (the kernel holds the file's lock for the whole write)."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed by the last exporter
         self._lock = threading.Lock()
+        self._fd: int | None = None
+        self._closed = False
         self._users = 0
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._after_fork_in_child)
+
+    def _after_fork_in_child(self) -> None:
+        self._lock = threading.Lock()  # a parent thread may have held it; the descriptor is shared as it is
 
     def write_line(self, line: str) -> None:
+        data = (line + "\n").encode("utf-8")
         with self._lock:
-            if not self._file.closed:
-                self._file.write(line + "\n")
-                self._file.flush()
+            if self._closed:
+                return
+            if self._fd is None:
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._fd, view):]
 
     def acquire(self) -> JsonLinesFile:
         self._users += 1
@@ -68,7 +82,10 @@ class JsonLinesFile:
         self._users -= 1
         if self._users <= 0:
             with self._lock:
-                self._file.close()
+                self._closed = True
+                if self._fd is not None:
+                    os.close(self._fd)
+                    self._fd = None
 
 
 class OtlpJsonSpanExporter(SpanExporter):

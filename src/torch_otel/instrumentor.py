@@ -59,6 +59,7 @@ class TorchInstrumentor(BaseInstrumentor):
 
     bridge: LogBridge | None = None
     hooks: TorchHooks | None = None
+    metrics: CompileMetrics | None = None
     replaced_id_generator: tuple[Any, Any] | None = None
 
     def instrumentation_dependencies(self) -> Collection[str]:
@@ -79,7 +80,8 @@ class TorchInstrumentor(BaseInstrumentor):
         if settings.metrics:
             HEALTH.dropped, HEALTH.truncated = (lambda: bridge.dropped), (lambda: bridge.truncated)
             meter_provider = kwargs.get("meter_provider") or metrics.get_meter_provider()
-            listeners.append(CompileMetrics(meter_provider.get_meter("torch._dynamo", version)))
+            TorchInstrumentor.metrics = CompileMetrics(self.meter(meter_provider))
+            listeners.append(TorchInstrumentor.metrics)
         if settings.spans:
             tracer_provider = kwargs.get("tracer_provider") or trace.get_tracer_provider()
             original_ids = use_private_ids(tracer_provider)
@@ -92,7 +94,13 @@ class TorchInstrumentor(BaseInstrumentor):
             TorchInstrumentor.hooks = TorchHooks(listeners)
             TorchInstrumentor.hooks.install()
 
+    @staticmethod
+    def meter(meter_provider: Any) -> Any:
+        """The meter torch's compile metrics are recorded with."""
+        return meter_provider.get_meter("torch._dynamo", torch_version())
+
     def _uninstrument(self, **kwargs: Any) -> None:
+        TorchInstrumentor.metrics = None
         hooks, TorchInstrumentor.hooks = TorchInstrumentor.hooks, None
         if hooks is not None:
             hooks.uninstall()

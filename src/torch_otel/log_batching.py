@@ -6,6 +6,9 @@ from typing import Any, Callable, Iterator, Sequence
 
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 
+from torch_otel.delivery import Tally
+from torch_otel.fork_safety import ForkSafeExporter
+
 _PER_RECORD_OVERHEAD = 256
 
 
@@ -32,13 +35,14 @@ def split_by_bytes(batch: Sequence[Any], max_bytes: int) -> Iterator[Sequence[An
         yield batch[start:]
 
 
-class ByteBudgetLogExporter(LogRecordExporter):
-    """Wraps a log exporter and sends each batch as as many requests as the byte budget requires."""
+class ByteBudgetLogExporter(ForkSafeExporter, LogRecordExporter):
+    """Wraps a log exporter and sends each batch as as many requests as the byte budget requires, settling each
+    request in the logs tally."""
 
-    def __init__(self, inner: LogRecordExporter, max_bytes: int, on_failure: Callable[[int], None] = lambda count: None) -> None:
-        self.inner = inner
+    def __init__(self, build: Callable[[], LogRecordExporter], max_bytes: int, tally: Tally) -> None:
+        super().__init__(build)
         self.max_bytes = max_bytes
-        self._on_failure = on_failure
+        self._tally = tally
 
     def export(self, batch: Sequence[Any]) -> LogRecordExportResult:
         result = LogRecordExportResult.SUCCESS
@@ -47,9 +51,9 @@ class ByteBudgetLogExporter(LogRecordExporter):
                 succeeded = self.inner.export(chunk) == LogRecordExportResult.SUCCESS
             except Exception:  # noqa: BLE001 - an exporter error is a failed export, counted like one
                 succeeded = False
+            self._tally.settle(len(chunk), succeeded)
             if not succeeded:
                 result = LogRecordExportResult.FAILURE
-                self._on_failure(len(chunk))
         return result
 
     def shutdown(self) -> None:

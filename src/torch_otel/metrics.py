@@ -11,6 +11,7 @@ from typing import Any, Callable, Sequence
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
 from torch_otel import catalog
+from torch_otel.delivery import LEDGER, Ledger
 from torch_otel.torch_hooks import Phase
 
 _CAUSE_PATTERNS = (
@@ -52,11 +53,10 @@ class LabelCap:
 
 
 class BridgeHealth:
-    """Counts what the bridge lost or cut; read by observable counters."""
+    """What the health counters read: the bridge's own drops and cuts, and the export ledger."""
 
-    def __init__(self) -> None:
-        self.export_failures: dict[str, int] = {"logs": 0, "traces": 0, "metrics": 0}
-        self.lost_records = 0  # log records in export requests that failed
+    def __init__(self, ledger: Ledger = LEDGER) -> None:
+        self.ledger = ledger
         self.dropped: Callable[[], int] = lambda: 0
         self.truncated: Callable[[], int] = lambda: 0
 
@@ -68,6 +68,14 @@ class CompileMetrics:
     """A CompileListener recording metrics; durations are recorded when the whole compile ends, with its outcome."""
 
     def __init__(self, meter: Meter, health: BridgeHealth = HEALTH) -> None:
+        self._health = health
+        self._functions = LabelCap(catalog.MAX_FUNCTION_LABELS)
+        self._graph_break_types = LabelCap(catalog.MAX_FUNCTION_LABELS)
+        self._local = threading.local()
+        self.rebind(meter)
+
+    def rebind(self, meter: Meter) -> None:
+        """Record into instruments of ``meter`` from now on (a forked child's own meter provider)."""
         self._duration = meter.create_histogram(
             catalog.METRIC_COMPILE_DURATION, unit="s", description="Time spent compiling, per torch phase",
             explicit_bucket_boundaries_advisory=list(catalog.COMPILE_DURATION_BUCKETS),
@@ -77,16 +85,17 @@ class CompileMetrics:
         self._cache_lookups = meter.create_counter(
             catalog.METRIC_CACHE_LOOKUPS, description="Compile cache lookups by cache and result"
         )
-        self._health = health
+        # Observed only once non-zero: a process with nothing to report exports no points, so it leaves no file
+        # and its exit waits for no export.
         meter.create_observable_counter(catalog.METRIC_RECORDS_DROPPED, [self._observe_dropped],
                                         description="Log records dropped because the bridge queue was full")
         meter.create_observable_counter(catalog.METRIC_RECORDS_TRUNCATED, [self._observe_truncated],
                                         description="Log record bodies cut to TORCH_OTEL_MAX_BODY_BYTES")
         meter.create_observable_counter(catalog.METRIC_EXPORT_FAILURES, [self._observe_failures],
                                         description="Export requests that failed, by signal")
-        self._functions = LabelCap(catalog.MAX_FUNCTION_LABELS)
-        self._graph_break_types = LabelCap(catalog.MAX_FUNCTION_LABELS)
-        self._local = threading.local()
+        meter.create_observable_counter(catalog.METRIC_EXPORT_LOST, [self._observe_lost],
+                                        description="Log records, spans or metric exports in failed export requests, "
+                                                    "by signal")
 
     def _state(self) -> Any:
         local = self._local
@@ -134,11 +143,19 @@ class CompileMetrics:
         """Counted as recompiles already; the ERROR event is the spans' job."""
 
     def _observe_dropped(self, options: CallbackOptions) -> list[Observation]:
-        return [Observation(self._health.dropped())]
+        return _nonzero(self._health.dropped())
 
     def _observe_truncated(self, options: CallbackOptions) -> list[Observation]:
-        return [Observation(self._health.truncated())]
+        return _nonzero(self._health.truncated())
 
     def _observe_failures(self, options: CallbackOptions) -> list[Observation]:
-        return [Observation(count, {catalog.LABEL_SIGNAL: signal})
-                for signal, count in self._health.export_failures.items()]
+        return [observation for signal, tally in self._health.ledger.tallies().items()
+                for observation in _nonzero(tally.failed_requests, {catalog.LABEL_SIGNAL: signal})]
+
+    def _observe_lost(self, options: CallbackOptions) -> list[Observation]:
+        return [observation for signal, tally in self._health.ledger.tallies().items()
+                for observation in _nonzero(tally.failed, {catalog.LABEL_SIGNAL: signal})]
+
+
+def _nonzero(value: int, attributes: dict[str, str] | None = None) -> list[Observation]:
+    return [Observation(value, attributes)] if value else []

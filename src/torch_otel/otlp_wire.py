@@ -11,6 +11,8 @@ from typing import Any, Iterable, Mapping, NamedTuple, Sequence
 
 from opentelemetry import trace
 
+from torch_otel.delivery import Tally
+
 _FIXED64 = struct.Struct("<Q").pack
 _FIXED32 = struct.Struct("<I").pack
 _DOUBLE = struct.Struct("<d").pack
@@ -225,16 +227,19 @@ def http_log_exporter_for_bytes(**kwargs: Any) -> Any:
 
 
 class WireLogSink:
-    """Encodes drained records and sends them in requests of at most ``max_bytes``."""
+    """Encodes drained records and sends them in requests of at most ``max_bytes``, settling each request in
+    ``tally``."""
 
-    def __init__(self, exporter: Any, encoder: LogEncoder, max_bytes: int, on_failure: Any = lambda count: None) -> None:
+    def __init__(self, exporter: Any, encoder: LogEncoder, max_bytes: int, tally: Tally) -> None:
         self.exporter = exporter
         self.encoder = encoder
         self.max_bytes = max_bytes
-        self._on_failure = on_failure
-        self.in_flight = 0  # records in the request being sent right now
+        self.tally = tally
 
-    def export(self, records: Iterable[WireRecord]) -> None:
+    def export(self, records: Iterable[WireRecord], count: int) -> None:
+        """Send ``records``, ``count`` of them, accepted into the tally before the first is encoded: records still
+        waiting to be encoded when the process exits are counted as undelivered."""
+        self.tally.accept(count)
         by_scope: dict[str, list[bytes]] = {}
         size = count = 0
         for record in records:
@@ -249,20 +254,15 @@ class WireLogSink:
             self._send(by_scope, count)
 
     def _send(self, by_scope: Mapping[str, Sequence[bytes]], count: int) -> None:
-        self.in_flight = count
         try:
             succeeded = self.exporter.send(EncodedBatch(self.encoder.request(by_scope), count))
         except Exception:  # noqa: BLE001 - a transport error is a failed export, counted like one
             succeeded = False
-        finally:
-            self.in_flight = 0
-        if not succeeded:
-            self._on_failure(count)
+        self.tally.settle(count, succeeded)
 
     def after_fork_in_child(self) -> None:
         """gRPC channels do not survive fork (gRPC's fork support is off by default): give the child a new one.
         The inherited channel is left alone; closing it would touch the parent's connection."""
-        self.in_flight = 0
         reconnect = getattr(self.exporter, "_initialize_channel_and_stub", None)
         if reconnect is not None:
             try:

@@ -13,12 +13,14 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from opentelemetry import _logs, metrics, trace
-from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, ConsoleLogRecordExporter
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, PeriodicExportingMetricReader
+from opentelemetry.sdk.metrics.export import (
+    ConsoleMetricExporter, MetricExporter, MetricExportResult, PeriodicExportingMetricReader,
+)
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter, SpanExportResult
 
 from torch_otel import catalog
@@ -28,7 +30,8 @@ from torch_otel.file_export import (
 )
 from torch_otel.ids import PRIVATE_IDS
 from torch_otel.log_batching import ByteBudgetLogExporter
-from torch_otel.metrics import HEALTH
+from torch_otel.delivery import LEDGER, Tally
+from torch_otel.fork_safety import ForkSafeExporter
 from torch_otel.otlp_wire import LogEncoder, WireLogSink, grpc_log_exporter_for_bytes, http_log_exporter_for_bytes
 from torch_otel.settings import Settings, SettingsError, parse_bool
 
@@ -155,8 +158,6 @@ _CONSOLE_EXPORTERS = {"traces": ConsoleSpanExporter, "logs": ConsoleLogRecordExp
 
 def _exporter(plan: ExportPlan, signal: str, file_sink: JsonLinesFile | None = None) -> Any:
     kind = plan.exporters[signal]
-    if kind == "none":
-        return None
     if kind == "file" and file_sink is not None:
         return _FILE_EXPORTERS[signal](file_sink)
     if kind == "console":
@@ -164,23 +165,24 @@ def _exporter(plan: ExportPlan, signal: str, file_sink: JsonLinesFile | None = N
     return _otlp_exporter(signal, plan.protocols[signal])
 
 
-def run_bounded(*targets: Any, seconds: float) -> bool:
-    """Run the callables at once on daemon threads; True if all finished within ``seconds``. A daemon left
-    running cannot hold the process at exit."""
-    threads = [threading.Thread(target=target, daemon=True, name="torch-otel-shutdown") for target in targets]
+def run_bounded(targets: Mapping[str, Callable[[], Any]], seconds: float) -> set[str]:
+    """Run the callables at once on daemon threads; the names of those still running after ``seconds``. A daemon
+    left running cannot hold the process at exit."""
+    threads = {name: threading.Thread(target=target, daemon=True, name=f"torch-otel-shutdown-{name}")
+               for name, target in targets.items()}
     deadline = time.monotonic() + seconds
-    for thread in threads:
+    for thread in threads.values():
         thread.start()
-    for thread in threads:
+    for thread in threads.values():
         thread.join(max(0.0, deadline - time.monotonic()))
-    return not any(thread.is_alive() for thread in threads)
+    return {name for name, thread in threads.items() if thread.is_alive()}
 
 
 def _wire_log_sink(plan: ExportPlan, resource: Resource, settings: Settings) -> WireLogSink:
     """torch-otel's fast log path: its own encoder, the SDK's OTLP transport."""
     exporter = (grpc_log_exporter_for_bytes() if plan.protocols["logs"] == "grpc" else http_log_exporter_for_bytes())
     encoder = LogEncoder(dict(resource.attributes), resource.attributes.get(catalog.RESOURCE_TORCH_VERSION))
-    return WireLogSink(exporter, encoder, settings.max_batch_bytes, _count_failure("logs"))
+    return WireLogSink(exporter, encoder, settings.max_batch_bytes, LEDGER.logs)
 
 
 def _sdk_log_queue_size(settings: Settings) -> int:
@@ -190,27 +192,30 @@ def _sdk_log_queue_size(settings: Settings) -> int:
     return max(settings.queue_size, 2048, batch)
 
 
-def _count_failure(signal: str) -> Any:
-    def count(records: int = 0) -> None:
-        HEALTH.export_failures[signal] += 1
-        HEALTH.lost_records += records
+class CountingSpanProcessor(SpanProcessor):
+    """Put before the batch processor: every sampled span that ends is accepted into the traces tally."""
 
-    return count
+    def __init__(self, tally: Tally) -> None:
+        self._tally = tally
+
+    def on_end(self, span: Any) -> None:
+        if span.context is not None and span.context.trace_flags.sampled:
+            self._tally.accept()
 
 
-class FailureCountingSpanExporter(SpanExporter):
-    """Counts failed span exports in the bridge's health metric."""
+class CountingSpanExporter(ForkSafeExporter, SpanExporter):
+    """Settles every span export request in the traces tally."""
 
-    def __init__(self, inner: SpanExporter) -> None:
-        self.inner = inner
+    def __init__(self, build: Callable[[], SpanExporter], tally: Tally) -> None:
+        super().__init__(build)
+        self._tally = tally
 
     def export(self, spans: Any) -> SpanExportResult:
         try:
             result = self.inner.export(spans)
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - an exporter error is a failed export, counted like one
             result = SpanExportResult.FAILURE
-        if result != SpanExportResult.SUCCESS:
-            HEALTH.export_failures["traces"] += 1
+        self._tally.settle(len(spans), result == SpanExportResult.SUCCESS)
         return result
 
     def shutdown(self) -> None:
@@ -218,6 +223,58 @@ class FailureCountingSpanExporter(SpanExporter):
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return self.inner.force_flush(timeout_millis)
+
+
+class CountingLogProcessor(LogRecordProcessor):
+    """Put before the batch processor: every record emitted through the SDK is accepted into the logs tally, so
+    records the SDK's queue drops count as undelivered."""
+
+    def __init__(self, tally: Tally) -> None:
+        self._tally = tally
+
+    def on_emit(self, log_record: Any) -> None:
+        self._tally.accept()
+
+    def shutdown(self) -> None:
+        pass
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+class CountingMetricExporter(MetricExporter):
+    """Settles every metric export request in the metrics tally and skips collections without a point, so a
+    process with nothing to say sends and writes nothing. In a forked child it sends nothing at all: the child's
+    metrics have a provider of their own, and these instruments hold the parent's cumulative values."""
+
+    def __init__(self, inner: MetricExporter, tally: Tally) -> None:
+        super().__init__(inner._preferred_temporality, inner._preferred_aggregation)
+        self._inner = inner
+        self._tally = tally
+        self._pid = os.getpid()
+
+    def export(self, metrics_data: Any, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
+        if self._pid != os.getpid() or not _has_points(metrics_data):
+            return MetricExportResult.SUCCESS
+        self._tally.accept()
+        try:
+            result = self._inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
+        except Exception:  # noqa: BLE001 - an exporter error is a failed export, counted like one
+            result = MetricExportResult.FAILURE
+        self._tally.settle(1, result == MetricExportResult.SUCCESS)
+        return result
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return self._inner.force_flush(timeout_millis)
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        if self._pid == os.getpid():
+            self._inner.shutdown(timeout_millis=timeout_millis)
+
+
+def _has_points(metrics_data: Any) -> bool:
+    return any(metric.data.data_points for resource_metrics in getattr(metrics_data, "resource_metrics", ())
+               for scope_metrics in resource_metrics.scope_metrics for metric in scope_metrics.metrics)
 
 
 def _metric_readers(plan: ExportPlan, environ: Mapping[str, str] | None,
@@ -231,8 +288,10 @@ def _metric_readers(plan: ExportPlan, environ: Mapping[str, str] | None,
         start_http_server(port=int(environ.get("OTEL_EXPORTER_PROMETHEUS_PORT") or 9464),
                           addr=environ.get("OTEL_EXPORTER_PROMETHEUS_HOST") or "localhost")
         return [PrometheusMetricReader()]
-    metric_exporter = _exporter(plan, "metrics", file_sink)
-    return [PeriodicExportingMetricReader(metric_exporter)] if metric_exporter is not None else []
+    if plan.exporters["metrics"] == "none":
+        return []
+    exporter = CountingMetricExporter(_exporter(plan, "metrics", file_sink), LEDGER.metrics)
+    return [PeriodicExportingMetricReader(exporter)]
 
 
 @dataclass
@@ -241,14 +300,17 @@ class Providers:
     logger_provider: Any
     meter_provider: Any
     created: tuple[str, ...]
-    file_path: Path | None = None
+    plan: ExportPlan
+    resource: Resource
+    file_sink: JsonLinesFile | None = None
     log_sink: WireLogSink | None = None
 
-    def shutdown(self, timeout: float, drain_logs: Callable[[], Any] | None = None) -> bool:
+    def shutdown(self, timeout: float, drain_logs: Callable[[], Any] | None = None) -> set[str]:
         """Flush and shut down the providers torch-otel created, giving up after ``timeout`` seconds (the threads
         are daemons, so an unreachable collector cannot hold the process at exit). Logs go on one thread, in order:
         ``drain_logs`` (the bridge's queue), the SDK log pipeline, the fast path's sink. Traces and metrics shut
-        down beside them, so a log export stuck in retries cannot take away their time."""
+        down beside them, so a log export stuck in retries cannot take away their time. Returns the signals
+        ("traces", "logs", "metrics") whose shutdown had not finished at the deadline."""
         log_steps = [drain_logs] if drain_logs is not None else []
         if "logger" in self.created:
             log_steps.append(self.logger_provider.shutdown)
@@ -259,10 +321,22 @@ class Providers:
             for step in log_steps:
                 step()
 
-        targets = [getattr(self, f"{name}_provider").shutdown for name in self.created if name != "logger"]
+        targets = {signal: getattr(self, f"{name}_provider").shutdown
+                   for signal, name in (("traces", "tracer"), ("metrics", "meter")) if name in self.created}
         if log_steps:
-            targets.append(shut_down_logs)
-        return run_bounded(*targets, seconds=timeout)
+            targets["logs"] = shut_down_logs
+        return run_bounded(targets, seconds=timeout)
+
+    def renew_meter_provider(self) -> Any:
+        """In a forked child: a meter provider of the child's own, exporting like the parent's, with the child's
+        ``process.pid`` in its resource so its cumulative series never mix with the parent's. None if torch-otel
+        did not create the meter provider, or for a Prometheus endpoint (which stays the parent's)."""
+        if "meter" not in self.created or self.plan.exporters["metrics"] == "prometheus":
+            return None
+        resource = self.resource.merge(Resource({"process.pid": os.getpid()}))
+        self.meter_provider = MeterProvider(resource=resource, shutdown_on_exit=False,
+                                            metric_readers=_metric_readers(self.plan, None, self.file_sink))
+        return self.meter_provider
 
 
 def _is_unset(provider: Any) -> bool:
@@ -278,8 +352,10 @@ def configure_sdk(settings: Settings, environ: Mapping[str, str] | None = None) 
     tracer_provider = trace.get_tracer_provider()
     if _is_unset(tracer_provider):
         tracer_provider = TracerProvider(resource=resource, id_generator=PRIVATE_IDS, shutdown_on_exit=False)
-        if (span_exporter := _exporter(plan, "traces", file_sink)) is not None:
-            tracer_provider.add_span_processor(BatchSpanProcessor(FailureCountingSpanExporter(span_exporter)))
+        if plan.exporters["traces"] != "none":
+            tracer_provider.add_span_processor(CountingSpanProcessor(LEDGER.traces))
+            exporter = CountingSpanExporter(lambda: _exporter(plan, "traces", file_sink), LEDGER.traces)
+            tracer_provider.add_span_processor(BatchSpanProcessor(exporter))
         trace.set_tracer_provider(tracer_provider)
         created.append("tracer")
     log_sink = None
@@ -288,9 +364,12 @@ def configure_sdk(settings: Settings, environ: Mapping[str, str] | None = None) 
         if settings.fast_path and plan.exporters["logs"] == "otlp":
             log_sink = _wire_log_sink(plan, resource, settings)
         logger_provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
-        if (log_exporter := _exporter(plan, "logs", file_sink)) is not None:
-            batched = ByteBudgetLogExporter(log_exporter, settings.max_batch_bytes, _count_failure("logs"))
-            logger_provider.add_log_record_processor(BatchLogRecordProcessor(batched, max_queue_size=_sdk_log_queue_size(settings)))
+        if plan.exporters["logs"] != "none":
+            batched = ByteBudgetLogExporter(lambda: _exporter(plan, "logs", file_sink), settings.max_batch_bytes,
+                                            LEDGER.logs)
+            logger_provider.add_log_record_processor(CountingLogProcessor(LEDGER.logs))
+            logger_provider.add_log_record_processor(
+                BatchLogRecordProcessor(batched, max_queue_size=_sdk_log_queue_size(settings)))
         _logs.set_logger_provider(logger_provider)
         created.append("logger")
     meter_provider = metrics.get_meter_provider()
@@ -299,4 +378,5 @@ def configure_sdk(settings: Settings, environ: Mapping[str, str] | None = None) 
         meter_provider = MeterProvider(resource=resource, metric_readers=readers, shutdown_on_exit=False)
         metrics.set_meter_provider(meter_provider)
         created.append("meter")
-    return Providers(tracer_provider, logger_provider, meter_provider, tuple(created), plan.file_path, log_sink)
+    return Providers(tracer_provider, logger_provider, meter_provider, tuple(created), plan, resource, file_sink,
+                     log_sink)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from types import ModuleType
 
-from torch_otel.torch_logs import parse_torch_logs
+from torch_otel.torch_logs import TorchLogsError, parse_torch_logs, snapshot_registry
 
 TORCH_LOGS = "TORCH_LOGS"
 
@@ -26,6 +27,21 @@ def import_torch_checked() -> None:
     import torch._logging._internal as internal
 
     internal._init_logs()
+
+
+def check_torch_logs(raw: str | None) -> None:
+    """Raise ``TorchLogsError`` if torch would reject TORCH_LOGS, without importing torch when the value is valid
+    for the registry snapshot. Otherwise the installed torch decides (its registry can have names the snapshot
+    lacks), at the cost of importing it here, with TORCH_LOGS held back."""
+    if raw is None:
+        return
+    try:
+        parse_torch_logs(raw, snapshot_registry())
+    except TorchLogsError:
+        if importlib.util.find_spec("torch") is None:
+            raise
+        import_torch_with_logs_held()
+        parse_torch_logs(raw)
 
 
 def import_torch_with_logs_held() -> ModuleType:

@@ -1,4 +1,13 @@
-"""Loaded by `torch-otel run` in every Python child: runs any other sitecustomize, then starts torch-otel."""
+"""Loaded by `torch-otel run` in every Python child. It runs any other sitecustomize, takes its own folder off
+``sys.path`` and waits for ``import torch``; nothing else happens in a process that never imports torch.
+
+- Torch hands its helper processes (inductor's CPU-feature probes, its compile workers) ``sys.path`` as their
+  PYTHONPATH (``torch._inductor.utils.python_subprocess_env``). With this folder gone from ``sys.path``, they start
+  without torch-otel. Children the program starts itself inherit the PYTHONPATH of the environment and keep it.
+- The start is wrapt's post-import hook for ``torch``. Importing wrapt costs about 57 ms here (it loads asyncio,
+  inspect and importlib.metadata), three times the budget of a child that never imports torch, so wrapt is loaded
+  only when something asks the import system for ``torch``.
+"""
 
 import importlib.machinery
 import importlib.util
@@ -17,14 +26,44 @@ def _run_next_sitecustomize() -> None:
     spec.loader.exec_module(module)
 
 
-def _start_torch_otel() -> None:
+def _leave_sys_path() -> None:
+    sys.path[:] = [entry for entry in sys.path if os.path.abspath(entry or ".") != _HERE]
+
+
+def _start_torch_otel(torch_module: object) -> None:
     try:
         from torch_otel import autostart
-    except ImportError as error:
+    except Exception as error:  # noqa: BLE001 - never raise into the program's `import torch`
         sys.stderr.write(f"torch-otel: not importable from {sys.executable} ({error}); running without it.\n")
         return
-    autostart.start()
+    autostart.start_after_torch_import()
+
+
+class _LoadWraptOnTorchImport:
+    """A meta path finder that answers nothing. When torch is asked for, it steps aside, registers torch-otel's
+    start as wrapt's post-import hook for torch and lets wrapt's finder handle that import."""
+
+    def find_spec(self, fullname, path=None, target=None):  # noqa: ANN001, ANN201 - the importlib protocol
+        if fullname != "torch":
+            return None
+        try:
+            sys.meta_path.remove(self)
+        except ValueError:
+            return None
+        try:
+            import wrapt.importer
+
+            wrapt.importer.register_post_import_hook(_start_torch_otel, "torch")
+        except Exception as error:  # noqa: BLE001 - the program runs without torch-otel rather than not at all
+            sys.stderr.write(f"torch-otel: cannot watch for `import torch` ({error}); running without torch-otel.\n")
+            return None
+        for finder in sys.meta_path:
+            if isinstance(finder, wrapt.importer.ImportHookFinder):
+                return finder.find_spec(fullname, path, target)
+        return None
 
 
 _run_next_sitecustomize()
-_start_torch_otel()
+_leave_sys_path()
+if "torch" not in sys.modules:
+    sys.meta_path.insert(0, _LoadWraptOnTorchImport())
