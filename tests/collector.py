@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import tempfile
 import time
 from collections.abc import Mapping
@@ -215,3 +216,35 @@ class RotelCollector:
 def _kill_leftovers() -> None:
     for collector in list(_live):
         collector.kill()
+
+
+class TcpBlackhole:
+    """127.0.0.1 listener that accepts connections and never reads or answers (a hung collector)."""
+
+    def __init__(self) -> None:
+        self._server = socket.socket()
+        self._server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._server.bind(("127.0.0.1", 0))
+        self._server.listen(128)
+        self.port = int(self._server.getsockname()[1])
+        self.accepted: list[socket.socket] = []
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                connection, _ = self._server.accept()
+            except OSError:
+                return
+            self.accepted.append(connection)
+
+    def close(self) -> None:
+        self._closed = True
+        self._server.close()
+        for connection in self.accepted:
+            connection.close()

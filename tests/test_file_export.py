@@ -56,13 +56,17 @@ def test_nothing_configured_writes_every_signal_to_one_otlp_json_file(tmp_path):
     assert {"pytorch.compile.recompiles", "pytorch.compile.duration"} <= metric_names
 
 
+COMPILES = "import torch; torch.compile(lambda x: x + 1, backend='eager')(torch.ones(2))"
+
+
 def test_torch_otel_file_names_the_file_and_an_endpoint_turns_the_default_off(tmp_path):
     target = tmp_path / "run.jsonl"
-    run = run_child([str(BIN / "torch-otel"), "run", "--", sys.executable, "-c", "import torch"],
+    run = run_child([str(BIN / "torch-otel"), "run", "--", sys.executable, "-c", COMPILES],
                     unconfigured_env(TORCH_OTEL_FILE=str(target)), cwd=tmp_path)
     assert run.returncode == 0 and target.exists()
-    run = run_child([str(BIN / "torch-otel"), "run", "--", sys.executable, "-c", "import torch"],
+    assert [path.name for path in tmp_path.iterdir()] == ["run.jsonl"]
+    run = run_child([str(BIN / "torch-otel"), "run", "--", sys.executable, "-c", COMPILES],
                     unconfigured_env(OTEL_TRACES_EXPORTER="none", OTEL_LOGS_EXPORTER="none",
                                      OTEL_METRICS_EXPORTER="none"), cwd=tmp_path)
-    assert run.returncode == 0 and len(list(tmp_path.glob("torch-otel-*.jsonl"))) == 0
+    assert run.returncode == 0 and [path.name for path in tmp_path.iterdir()] == ["run.jsonl"]
     assert "torch-otel:" not in run.stderr

@@ -23,7 +23,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -34,7 +33,7 @@ from pathlib import Path
 
 import pytest
 
-from collector import free_port
+from collector import TcpBlackhole, free_port
 from e2e import BIN, ROOT
 
 pytestmark = pytest.mark.slow
@@ -215,38 +214,6 @@ def assert_clean_exit(done: Finished, shutdown_timeout: float, *markers: str, ex
 
 def torch_otel_lines(done: Finished) -> list[str]:
     return [line for line in done.stderr_lines if line.startswith("torch-otel:")]
-
-
-class TcpBlackhole:
-    """127.0.0.1 listener that accepts connections and never reads or answers (a hung collector)."""
-
-    def __init__(self) -> None:
-        self._server = socket.socket()
-        self._server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._server.bind(("127.0.0.1", 0))
-        self._server.listen(128)
-        self.port = int(self._server.getsockname()[1])
-        self.accepted: list[socket.socket] = []
-        self._closed = False
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def _accept(self) -> None:
-        while not self._closed:
-            try:
-                connection, _ = self._server.accept()
-            except OSError:
-                return
-            self.accepted.append(connection)
-
-    def close(self) -> None:
-        self._closed = True
-        self._server.close()
-        for connection in self.accepted:
-            connection.close()
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""What an exporter needs to keep working in a process forked from the one that built it."""
+"""The exporters torch-otel owns: built again in a forked child, and shut down once, early if the exit deadline
+is near."""
 
 from __future__ import annotations
 
@@ -14,9 +15,17 @@ class ForkSafeExporter:
         self._build = build
         self._pid = os.getpid()
         self._inner = build()
+        self._closed = False
 
     @property
     def inner(self) -> Any:
         if self._pid != os.getpid():
             self._pid, self._inner = os.getpid(), self._build()
         return self._inner
+
+    def close(self) -> None:
+        """Shut the exporter down, once. Called early, it interrupts an export waiting in retries or on a collector
+        that never answers, so the exporting thread ends before the exit deadline instead of after it."""
+        if not self._closed:
+            self._closed = True
+            self.inner.shutdown()

@@ -92,7 +92,7 @@ class TorchInstrumentor(BaseInstrumentor):
                                           Redactor(settings.redact_paths, settings.redact_code)))
         if listeners:
             TorchInstrumentor.hooks = TorchHooks(listeners)
-            TorchInstrumentor.hooks.install()
+            TorchInstrumentor.hooks.install_with_dynamo()
 
     @staticmethod
     def meter(meter_provider: Any) -> Any:

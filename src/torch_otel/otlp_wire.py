@@ -235,6 +235,7 @@ class WireLogSink:
         self.encoder = encoder
         self.max_bytes = max_bytes
         self.tally = tally
+        self._closed = False
 
     def export(self, records: Iterable[WireRecord], count: int) -> None:
         """Send ``records``, ``count`` of them, accepted into the tally before the first is encoded: records still
@@ -271,4 +272,10 @@ class WireLogSink:
                 pass
 
     def shutdown(self) -> None:
-        self.exporter.shutdown()
+        self.close()
+
+    def close(self) -> None:
+        """Shut the exporter down, once; called early, it interrupts a send waiting in retries."""
+        if not self._closed:
+            self._closed = True
+            self.exporter.shutdown()

@@ -6,7 +6,7 @@ import importlib.util
 import os
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any, Callable, Mapping
 from pathlib import Path
@@ -165,16 +165,25 @@ def _exporter(plan: ExportPlan, signal: str, file_sink: JsonLinesFile | None = N
     return _otlp_exporter(signal, plan.protocols[signal])
 
 
-def run_bounded(targets: Mapping[str, Callable[[], Any]], seconds: float) -> set[str]:
+def run_bounded(targets: Mapping[str, Callable[[], Any]], seconds: float,
+                on_overrun: Callable[[], Any] | None = None) -> set[str]:
     """Run the callables at once on daemon threads; the names of those still running after ``seconds``. A daemon
-    left running cannot hold the process at exit."""
+    left running cannot hold the process at exit. If some are still running when a tenth of the time (at most
+    0.5 s) is left, ``on_overrun`` is called to hurry them."""
     threads = {name: threading.Thread(target=target, daemon=True, name=f"torch-otel-shutdown-{name}")
                for name, target in targets.items()}
     deadline = time.monotonic() + seconds
     for thread in threads.values():
         thread.start()
-    for thread in threads.values():
-        thread.join(max(0.0, deadline - time.monotonic()))
+
+    def join_until(until: float) -> bool:
+        for thread in threads.values():
+            thread.join(max(0.0, until - time.monotonic()))
+        return any(thread.is_alive() for thread in threads.values())
+
+    if join_until(deadline - min(0.5, seconds / 10)) and on_overrun is not None:
+        on_overrun()
+    join_until(deadline)
     return {name for name, thread in threads.items() if thread.is_alive()}
 
 
@@ -219,7 +228,7 @@ class CountingSpanExporter(ForkSafeExporter, SpanExporter):
         return result
 
     def shutdown(self) -> None:
-        self.inner.shutdown()
+        self.close()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return self.inner.force_flush(timeout_millis)
@@ -242,16 +251,15 @@ class CountingLogProcessor(LogRecordProcessor):
         return True
 
 
-class CountingMetricExporter(MetricExporter):
+class CountingMetricExporter(ForkSafeExporter, MetricExporter):
     """Settles every metric export request in the metrics tally and skips collections without a point, so a
     process with nothing to say sends and writes nothing. In a forked child it sends nothing at all: the child's
     metrics have a provider of their own, and these instruments hold the parent's cumulative values."""
 
     def __init__(self, inner: MetricExporter, tally: Tally) -> None:
-        super().__init__(inner._preferred_temporality, inner._preferred_aggregation)
-        self._inner = inner
+        ForkSafeExporter.__init__(self, lambda: inner)
+        MetricExporter.__init__(self, inner._preferred_temporality, inner._preferred_aggregation)
         self._tally = tally
-        self._pid = os.getpid()
 
     def export(self, metrics_data: Any, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
         if self._pid != os.getpid() or not _has_points(metrics_data):
@@ -269,7 +277,7 @@ class CountingMetricExporter(MetricExporter):
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
         if self._pid == os.getpid():
-            self._inner.shutdown(timeout_millis=timeout_millis)
+            self.close()
 
 
 def _has_points(metrics_data: Any) -> bool:
@@ -277,9 +285,10 @@ def _has_points(metrics_data: Any) -> bool:
                for scope_metrics in resource_metrics.scope_metrics for metric in scope_metrics.metrics)
 
 
-def _metric_readers(plan: ExportPlan, environ: Mapping[str, str] | None,
-                    file_sink: JsonLinesFile | None = None) -> list[Any]:
-    """OTLP/console push readers, or a Prometheus pull endpoint (OTEL_EXPORTER_PROMETHEUS_HOST/PORT)."""
+def _metric_readers(plan: ExportPlan, environ: Mapping[str, str] | None, file_sink: JsonLinesFile | None,
+                    exporters: list[Any]) -> list[Any]:
+    """OTLP/console/file push readers, or a Prometheus pull endpoint (OTEL_EXPORTER_PROMETHEUS_HOST/PORT). A push
+    reader's exporter is added to ``exporters``."""
     if plan.exporters["metrics"] == "prometheus":
         from opentelemetry.exporter.prometheus import PrometheusMetricReader
         from prometheus_client import start_http_server
@@ -291,6 +300,7 @@ def _metric_readers(plan: ExportPlan, environ: Mapping[str, str] | None,
     if plan.exporters["metrics"] == "none":
         return []
     exporter = CountingMetricExporter(_exporter(plan, "metrics", file_sink), LEDGER.metrics)
+    exporters.append(exporter)
     return [PeriodicExportingMetricReader(exporter)]
 
 
@@ -304,6 +314,7 @@ class Providers:
     resource: Resource
     file_sink: JsonLinesFile | None = None
     log_sink: WireLogSink | None = None
+    exporters: list[Any] = field(default_factory=list)  # torch-otel's own, each with close()
 
     def shutdown(self, timeout: float, drain_logs: Callable[[], Any] | None = None) -> set[str]:
         """Flush and shut down the providers torch-otel created, giving up after ``timeout`` seconds (the threads
@@ -325,7 +336,15 @@ class Providers:
                    for signal, name in (("traces", "tracer"), ("metrics", "meter")) if name in self.created}
         if log_steps:
             targets["logs"] = shut_down_logs
-        return run_bounded(targets, seconds=timeout)
+        return run_bounded(targets, seconds=timeout, on_overrun=self.close_exporters)
+
+    def close_exporters(self) -> None:
+        """Interrupt exports still in retries, so their threads end (and count their loss) before the deadline."""
+        for exporter in self.exporters:
+            try:
+                exporter.close()
+            except Exception:  # noqa: BLE001 - the process is on its way out
+                pass
 
     def renew_meter_provider(self) -> Any:
         """In a forked child: a meter provider of the child's own, exporting like the parent's, with the child's
@@ -335,7 +354,8 @@ class Providers:
             return None
         resource = self.resource.merge(Resource({"process.pid": os.getpid()}))
         self.meter_provider = MeterProvider(resource=resource, shutdown_on_exit=False,
-                                            metric_readers=_metric_readers(self.plan, None, self.file_sink))
+                                            metric_readers=_metric_readers(self.plan, None, self.file_sink,
+                                                                           self.exporters))
         return self.meter_provider
 
 
@@ -348,7 +368,7 @@ def configure_sdk(settings: Settings, environ: Mapping[str, str] | None = None) 
     plan = export_plan(environ)
     resource = build_resource(environ)
     file_sink = JsonLinesFile(plan.file_path) if plan.file_path is not None else None
-    created = []
+    created, exporters = [], []
     tracer_provider = trace.get_tracer_provider()
     if _is_unset(tracer_provider):
         tracer_provider = TracerProvider(resource=resource, id_generator=PRIVATE_IDS, shutdown_on_exit=False)
@@ -356,6 +376,7 @@ def configure_sdk(settings: Settings, environ: Mapping[str, str] | None = None) 
             tracer_provider.add_span_processor(CountingSpanProcessor(LEDGER.traces))
             exporter = CountingSpanExporter(lambda: _exporter(plan, "traces", file_sink), LEDGER.traces)
             tracer_provider.add_span_processor(BatchSpanProcessor(exporter))
+            exporters.append(exporter)
         trace.set_tracer_provider(tracer_provider)
         created.append("tracer")
     log_sink = None
@@ -363,10 +384,12 @@ def configure_sdk(settings: Settings, environ: Mapping[str, str] | None = None) 
     if _is_unset(logger_provider):
         if settings.fast_path and plan.exporters["logs"] == "otlp":
             log_sink = _wire_log_sink(plan, resource, settings)
+            exporters.append(log_sink)
         logger_provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
         if plan.exporters["logs"] != "none":
             batched = ByteBudgetLogExporter(lambda: _exporter(plan, "logs", file_sink), settings.max_batch_bytes,
                                             LEDGER.logs)
+            exporters.append(batched)
             logger_provider.add_log_record_processor(CountingLogProcessor(LEDGER.logs))
             logger_provider.add_log_record_processor(
                 BatchLogRecordProcessor(batched, max_queue_size=_sdk_log_queue_size(settings)))
@@ -374,9 +397,9 @@ def configure_sdk(settings: Settings, environ: Mapping[str, str] | None = None) 
         created.append("logger")
     meter_provider = metrics.get_meter_provider()
     if _is_unset(meter_provider):
-        readers = _metric_readers(plan, environ, file_sink)
+        readers = _metric_readers(plan, environ, file_sink, exporters)
         meter_provider = MeterProvider(resource=resource, metric_readers=readers, shutdown_on_exit=False)
         metrics.set_meter_provider(meter_provider)
         created.append("meter")
     return Providers(tracer_provider, logger_provider, meter_provider, tuple(created), plan, resource, file_sink,
-                     log_sink)
+                     log_sink, exporters)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from types import CodeType
 from typing import Any, Callable, NamedTuple, Protocol, Sequence
@@ -40,6 +41,7 @@ class CompileListener(Protocol):
     def recompile_limit_hit(self, limit_type: str, limit: Any) -> None: ...
 
 
+DYNAMO = "torch._dynamo"
 FEATURES = {
     "phase spans": ("torch._dynamo.utils", "record_chromium_event_internal"),
     "compilation metrics": ("torch._dynamo.utils", "log_compilation_event"),
@@ -75,7 +77,27 @@ class TorchHooks:
         self._listeners = list(listeners)
         self._patches: list[tuple[Any, str, Any]] = []
         self._local = threading.local()
+        self._wanted = False
         self.missing: list[str] = []
+
+    def install_with_dynamo(self) -> None:
+        """Install now if torch._dynamo is loaded, else once it is (wrapt's post-import hook). A program imports
+        it with its first torch.compile; one that never compiles never pays the second or so it takes to load."""
+        self._wanted = True
+        if DYNAMO in sys.modules:
+            self.install()
+            return
+        import wrapt.importer
+
+        wrapt.importer.register_post_import_hook(self._install_if_wanted, DYNAMO)
+
+    def _install_if_wanted(self, module: Any) -> None:
+        if not self._wanted or self._patches:
+            return
+        try:
+            self.install()
+        except Exception as error:  # noqa: BLE001 - never raise into the program's import of torch._dynamo
+            _log.warning("torch-otel: could not hook into torch._dynamo (%s); no compile spans or metrics", error)
 
     def install(self) -> list[str]:
         wrappers: dict[str, Callable[[Any], Callable[..., Any]]] = {
@@ -100,6 +122,7 @@ class TorchHooks:
         return self.missing
 
     def uninstall(self) -> None:
+        self._wanted = False
         for owner, attribute, original in reversed(self._patches):
             setattr(owner, attribute, original)
         self._patches.clear()
