@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from collector import accepts, free_port, stop_process  # noqa: E402 - the tests' loopback helpers, shared
+from collector import TcpBlackhole, accepts, free_port, stop_process  # noqa: E402,F401 - the tests' loopback helpers, shared
 
 _PR_SET_PDEATHSIG = 1
 

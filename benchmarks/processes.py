@@ -6,7 +6,10 @@
    -- python` against `python`, in alternating pairs, with a collector up (rotel-agent, blackhole exporter) and with
    the endpoint unreachable (goals: ratio at most 1.03 up; at most TORCH_OTEL_SHUTDOWN_TIMEOUT more when down);
 3. the exit delay of an idle process (imports torch, does nothing): from its last statement to the end of the
-   process, with the collector up and down (goal: at most 50 ms more than plain).
+   process, with the collector up and down (goal: at most 50 ms more than plain);
+4. memory for large records with the collector down: 1,000 records of 1 MB logged through torch's dynamo logger,
+   peak RSS growth under `torch-otel run` over the same program's without it, collector blackholed (accepts, never
+   answers) and refusing (goal: at most 64 MiB over plain).
 
     python benchmarks/processes.py [--children 40] [--pairs 5] [--exits 7] [--json out.json]
 
@@ -27,7 +30,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _collector import BlackholeCollector, free_port  # noqa: E402
+from _collector import BlackholeCollector, TcpBlackhole, free_port  # noqa: E402
 
 from torch_otel.cli import child_environment  # noqa: E402
 
@@ -42,6 +45,20 @@ with torch.no_grad():
     compiled(torch.randn(8, 64))
 """
 IDLE = "import time, torch; print(time.time(), flush=True)"
+LARGE_RECORDS = """
+import json, logging, time, torch
+def status(field):
+    return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith(field))
+log = logging.getLogger("torch._dynamo")
+for handler in [h for h in log.handlers if type(h) is logging.StreamHandler]:
+    log.removeHandler(handler)  # torch's own stderr printing is not what is measured
+before = status("VmRSS:")
+open("/proc/self/clear_refs", "w").write("5")  # the peak (VmHWM) starts again from now
+for i in range(1000):
+    log.warning("%d %s", i, "m" * 1_000_000)
+time.sleep(2)  # the export thread at work on what was queued
+print(json.dumps({"grew_kib": status("VmHWM:") - before}), flush=True)
+"""
 
 
 def base_env() -> dict[str, str]:
@@ -117,6 +134,23 @@ def idle_exit(count: int, endpoint: str, workdir: str) -> dict[str, Any]:
     return summary(plain, instrumented)
 
 
+def rss_growth_mib(command: list[str], env: dict[str, str], workdir: str) -> float:
+    done = subprocess.run(command, env=env, cwd=workdir, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr[-2000:])
+    return json.loads(done.stdout.splitlines()[-1])["grew_kib"] / 1024
+
+
+def large_records(endpoint: str, workdir: str, count: int = 3) -> dict[str, Any]:
+    env = base_env()
+    otel = env | {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "TORCH_OTEL_SHUTDOWN_TIMEOUT": "1"}
+    plain, instrumented = alternate(count, lambda: rss_growth_mib([PYTHON, "-c", LARGE_RECORDS], env, workdir),
+                                    lambda: rss_growth_mib([TORCH_OTEL, "run", "--", PYTHON, "-c", LARGE_RECORDS],
+                                                           otel, workdir))
+    return {"plain_mib": statistics.median(plain), "torch_otel_mib": statistics.median(instrumented),
+            "added_mib": statistics.median(i - p for p, i in zip(plain, instrumented)), "runs": count}
+
+
 def report(results: dict[str, Any]) -> str:
     rows = [("measure", "plain (median)", "torch-otel run (median)", "added (median of pairs)", "ratio", "goal")]
     children = results["bare_child"]
@@ -133,6 +167,10 @@ def report(results: dict[str, Any]) -> str:
         rows.append((f"idle exit delay, collector {state}", f"{idle['plain_median_s'] * 1000:.0f} ms",
                      f"{idle['torch_otel_median_s'] * 1000:.0f} ms", f"{idle['added_median_ms']:+.0f} ms",
                      f"{idle['ratio_median']:.2f}", "≤ +50 ms"))
+    for state in ("blackholed", "refusing"):
+        memory = results[f"large_records_collector_{state}"]
+        rows.append((f"1,000 records of 1 MB, peak RSS growth, collector {state}", f"{memory['plain_mib']:.1f} MiB",
+                     f"{memory['torch_otel_mib']:.1f} MiB", f"{memory['added_mib']:+.1f} MiB", "", "≤ +64 MiB"))
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
     lines = ["| " + " | ".join(str(cell).ljust(width) for cell, width in zip(row, widths)) + " |" for row in rows]
     lines.insert(1, "|" + "|".join("-" * (width + 2) for width in widths) + "|")
@@ -149,6 +187,11 @@ def main() -> int:
     results: dict[str, Any] = {}
     unreachable = f"http://127.0.0.1:{free_port()}"
     with tempfile.TemporaryDirectory(prefix="torch-otel-bench-") as workdir, BlackholeCollector() as collector:
+        hole = TcpBlackhole()
+        for state, endpoint in (("blackholed", hole.endpoint), ("refusing", unreachable)):
+            print(f"large records, collector {state} ...", file=sys.stderr, flush=True)
+            results[f"large_records_collector_{state}"] = large_records(endpoint, workdir)
+        hole.close()
         print("bare children ...", file=sys.stderr, flush=True)
         results["bare_child"] = bare_children(args.children, workdir)
         for state, endpoint in (("up", collector.grpc_endpoint), ("down", unreachable)):

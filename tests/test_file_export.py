@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import sys
 
@@ -70,3 +71,13 @@ def test_torch_otel_file_names_the_file_and_an_endpoint_turns_the_default_off(tm
                                      OTEL_METRICS_EXPORTER="none"), cwd=tmp_path)
     assert run.returncode == 0 and [path.name for path in tmp_path.iterdir()] == ["run.jsonl"]
     assert "torch-otel:" not in run.stderr
+
+
+def test_a_full_disk_is_one_line_and_a_counted_loss(tmp_path):
+    run = run_child([str(BIN / "torch-otel"), "run", "--", sys.executable, "-c", COMPILES],
+                    unconfigured_env(TORCH_OTEL_FILE="/dev/full"), cwd=tmp_path)
+    assert run.returncode == 0 and "Traceback" not in run.stderr, run.stderr[-3000:]
+    lines = [line for line in run.stderr.splitlines() if line.startswith("torch-otel:")]
+    assert len([line for line in lines if "cannot write to /dev/full (No space left on device)" in line]) == 1
+    (loss,) = [line for line in lines if "not delivered (failed" in line]
+    assert re.search(r"\b\d+ spans\b", loss) and "metric export" in loss

@@ -7,6 +7,8 @@ import json
 import os
 import re
 import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -172,3 +174,41 @@ def test_the_loss_line_counts_what_a_working_collector_would_have_received(fast_
             hole.close()
     assert lost.returncode == 0, lost.stderr[-3000:]
     assert loss_counts(lost.stderr) == received, lost.stderr[-3000:]
+
+
+def test_a_forked_child_reports_only_its_own_losses(tmp_path):
+    """The parent drops records from a 10-record queue, then forks; the child exits through sys.exit (its own
+    exit line runs) and must not repeat the parent's drop count."""
+    run = torch_otel_run(clean_env(TORCH_OTEL_QUEUE_SIZE="10", OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9",
+                                   TORCH_OTEL_SHUTDOWN_TIMEOUT="1"), "drop-then-fork", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    dropped = [line for line in run.stderr.splitlines() if "dropped because the queue was full" in line]
+    assert len(dropped) == 1, run.stderr[-3000:]
+
+
+class MetricsFail(BaseHTTPRequestHandler):
+    """An OTLP/HTTP receiver that accepts traces and logs and answers every metrics request with HTTP 500."""
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(500 if self.path == "/v1/metrics" else 200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_http_500_on_metrics_is_counted_as_a_lost_metric_export():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), MetricsFail)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        run = torch_otel_run(clean_env(OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{server.server_port}",
+                                       OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf", TORCH_LOGS="recompiles"),
+                             "steady", "3")
+    finally:
+        server.shutdown()
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert loss_counts(run.stderr) == {"metric export": 1}, run.stderr[-3000:]
+    assert "1 export request failed" in run.stderr

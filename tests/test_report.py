@@ -16,6 +16,8 @@ import re
 import shutil
 import struct
 import subprocess
+import sys
+import threading
 import zlib
 from collections import Counter
 from dataclasses import dataclass
@@ -491,6 +493,157 @@ def test_progress_is_shown_only_when_enabled_and_cleared():
     assert stream.getvalue() == "\rtorch-otel report: reading x.jsonl  50% (1.0 MB of 2.0 MB)"
     progress.close()
     assert stream.getvalue().endswith("\r" + " " * 58 + "\r")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Exhausting input: read limits
+# ---------------------------------------------------------------------------------------------------------------
+def gzip_of(path: Path, *parts: tuple[bytes, int]) -> Path:
+    """A gzip file of each ``(block, times)`` in turn, made by streaming (a bomb costs little to write)."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    with path.open("wb") as f:
+        for block, times in parts:
+            for _ in range(times):
+                f.write(packer.compress(block))
+        f.write(packer.flush())
+    return path
+
+
+def assert_limit_error(code: int, err: str, path: Any, limit: str, name: str) -> None:
+    """Exit 1 and, on stderr, one paragraph (one line) naming the file, the limit and which limit; no traceback."""
+    assert code == 1, err
+    assert "Traceback" not in err and "Error:" not in err
+    assert err.count("\n") == 1 and err.endswith("\n"), err
+    assert err.startswith(f"torch-otel report: {path}: ") and f" {limit}, the limit on one " in err and name in err
+
+
+def test_gzip_bomb_without_newlines_stops_at_the_line_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(report, "MAX_LINE_BYTES", 256 * 1024)
+    monkeypatch.setattr(report, "READ_CHUNK_BYTES", 64 * 1024)
+    bomb = gzip_of(tmp_path / "bomb.jsonl.gz", (b"\0" * 65536, 256))  # 16 MiB inflated, no newline
+    code, out, err = run_main(str(STATIC), str(bomb))
+    assert_limit_error(code, err, bomb, "256 KiB", "--max-line-bytes")
+    assert "line 1 is longer than 256 KiB, the limit on one line (--max-line-bytes, counted after gzip" in err
+    assert "POST /predict" in out  # the other file is still reported
+
+
+def test_dev_zero_stops_at_the_line_limit():
+    if not os.path.exists("/dev/zero"):
+        pytest.skip("no /dev/zero")
+    code, out, err = run_main("/dev/zero")
+    assert_limit_error(code, err, "/dev/zero", "64 MiB", "--max-line-bytes")
+    assert "1 file, 0 lines" in out
+
+
+def test_dev_zero_under_a_memory_limit_ends_with_the_limit_error():
+    if not os.path.exists("/dev/zero"):
+        pytest.skip("no /dev/zero")
+    resource = pytest.importorskip("resource")
+    script = Path(sys.executable).with_name("torch-otel")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "torch_otel.cli"]
+
+    def one_gib_of_memory() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+    done = subprocess.run([*command, "report", "/dev/zero"], check=False, preexec_fn=one_gib_of_memory,
+                          capture_output=True, text=True, timeout=120)
+    assert_limit_error(done.returncode, done.stderr, "/dev/zero", "64 MiB", "--max-line-bytes")
+
+
+def test_many_blank_lines_are_read_up_to_the_file_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(report, "READ_CHUNK_BYTES", 64 * 1024)
+    blank = gzip_of(tmp_path / "blank.jsonl.gz", (b"\n" * 65536, 64), (b" \r\n\t\n", 1000), (STATIC.read_bytes(), 1))
+    code, out, err = run_main(str(blank))  # 4 MiB of blank lines, then the real ones: all read, quickly
+    assert (code, err) == (0, "")
+    lines = 64 * 65536 + 2000 + STATIC.read_bytes().count(b"\n")
+    assert f"1 file, {lines} lines: 5 spans" in out
+    assert "POST /predict" in out
+    monkeypatch.setattr(report, "MAX_FILE_BYTES", 1024 * 1024)
+    code, out, err = run_main(str(blank))
+    assert_limit_error(code, err, blank, "1 MiB", "--max-file-bytes")
+    assert "longer than 1 MiB, the limit on one file (--max-file-bytes, counted after gzip decompression)" in err
+    assert f"stopped in line {1024 * 1024 + 1} and the {1024 * 1024} lines before it" in err
+    assert "POST /predict" not in out
+
+
+def test_a_line_over_the_limit_stops_its_file_and_one_at_the_limit_is_only_malformed(tmp_path: Path,
+                                                                                     monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(report, "MAX_LINE_BYTES", 16 * 1024)
+    monkeypatch.setattr(report, "READ_CHUNK_BYTES", 1000)  # lines cross chunk ends
+    good = STATIC.read_bytes()
+    first = good.count(b"\n")
+    at_limit = tmp_path / "at-limit.jsonl"
+    at_limit.write_bytes(good + b"x" * (16 * 1024) + b"\n" + good)
+    code, out, err = run_main(str(at_limit))
+    assert code == 1 and err.startswith(f"torch-otel report: {at_limit}:{first + 1}: invalid JSON")
+    assert "--max-line-bytes" not in err and f"1 malformed line skipped of {2 * first + 1}" in err
+    over = tmp_path / "over.jsonl"
+    over.write_bytes(good + b"x" * (16 * 1024 + 1) + b"\n" + good)
+    code, out, err = run_main(str(over))
+    assert_limit_error(code, err, over, "16 KiB", "--max-line-bytes")
+    assert f"line {first + 1} is longer than 16 KiB" in err and f"the {first} lines before it are reported" in err
+    assert f"1 file, {first} lines: 5 spans" in out  # what came before the long line
+    code, out, err = run_main(str(over), "--max-line-bytes", "17KiB")  # raised: the line is only malformed
+    assert code == 1 and "1 malformed line skipped of 9" in err and "--max-line-bytes" not in err
+
+
+def test_limit_options_take_sizes(tmp_path: Path):
+    path = tmp_path / "twice.jsonl"
+    path.write_bytes(STATIC.read_bytes() * 2)
+    code, out, err = run_main(str(path), "--max-file-bytes", str(len(STATIC.read_bytes()) + 10))
+    assert_limit_error(code, err, path, f"{len(STATIC.read_bytes()) + 10} bytes", "--max-file-bytes")
+    assert "stopped in line 5 and the 4 lines before it are reported" in err and "1 file, 4 lines: 5 spans" in out
+    assert run_main(str(path), "--max-file-bytes", "1MiB", "--max-line-bytes", "8k")[0] == 0
+    for bad in ("0", "1x", "-5", "1.5MiB", ""):
+        code, out, err = run_main(str(path), "--max-line-bytes", bad)
+        assert code == 2 and out == "" and "--max-line-bytes" in err and "Traceback" not in err
+
+
+def test_a_pipe_is_read_without_losing_its_first_bytes(tmp_path: Path):
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("no named pipes")
+    fifo = tmp_path / "pipe.jsonl.gz"
+    os.mkfifo(fifo)
+
+    def write() -> None:
+        with fifo.open("wb") as f:
+            f.write(gzip.compress(STATIC.read_bytes()))
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    try:
+        piped = read_files([str(fifo)])
+    finally:
+        thread.join(10)
+    assert piped.error_count == 0
+    assert piped.report == dataclasses.replace(read_files([str(STATIC)]).report, files=(str(fifo),))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from([b"\n", b"\r\n", b" ", b"\t", b"{}", b"x", b"\xff", b"ab\rc"]), max_size=60),
+       st.integers(1, 9))
+def test_chunked_line_splitting_matches_python_lines(pieces: list[bytes], chunk: int):
+    data = b"".join(pieces)
+    expected = [(n, line.removesuffix(b"\n")) for n, line in enumerate(io.BytesIO(data), 1) if line.strip()]
+    old_chunk = report.READ_CHUNK_BYTES
+    report.READ_CHUNK_BYTES = chunk
+    try:
+        events = list(report._iter_lines("-", io.BytesIO(data)))
+    finally:
+        report.READ_CHUNK_BYTES = old_chunk
+    assert [(n, line) for n, line, _ in events if line is not None] == expected
+    assert events[-1][0] == len(io.BytesIO(data).readlines())  # the count of lines, blank ones too
+    assert events[-1][2] == len(data)
+
+
+def test_progress_moves_through_blank_lines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(report, "READ_CHUNK_BYTES", 64 * 1024)
+    path = tmp_path / "blank.jsonl"
+    path.write_bytes(b"\n" * (256 * 1024))
+    stream = io.StringIO()
+    read_files([str(path)], Progress(stream, path.stat().st_size, enabled=True, interval=0, delay=0))
+    shown = [int(percent) for percent in re.findall(r"reading blank\.jsonl +(\d+)%", stream.getvalue())]
+    assert len(shown) >= 4 and shown == sorted(shown) and shown[-1] == 100  # a tick per chunk read, not per line
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -11,10 +11,12 @@ import sys
 import threading
 from dataclasses import dataclass
 
+from torch_otel.console import say
 from torch_otel.delivery import LEDGER, Ledger
 from torch_otel.exporter_logs import limit_sdk_warnings
 from torch_otel.instrumentor import TorchInstrumentor, instrument
-from torch_otel.sdk_setup import Providers, configure_sdk, export_plan, sdk_disabled
+from torch_otel.export_config import export_plan, sdk_disabled
+from torch_otel.sdk_setup import Providers, configure_sdk
 from torch_otel.settings import Settings, SettingsError
 
 WORKER_EXIT_BUDGET_S = 1.0  # DataLoader terminates workers that linger on their way out
@@ -29,7 +31,7 @@ def start_after_torch_import() -> None:
         settings = Settings.from_env()
         export_plan()
     except SettingsError as error:  # `torch-otel run` checked them; the program changed them since
-        sys.stderr.write(f"torch-otel: {error} The program runs without torch-otel.\n")
+        say(f"{error} The program runs without torch-otel.")
         return
     # Before torch._dynamo is imported, so this runs after torch's own exit handlers (which still log).
     atexit.register(_finish_at_exit)
@@ -39,8 +41,8 @@ def start_after_torch_import() -> None:
         instrument(settings=settings, log_sink=providers.log_sink)
     except Exception as error:  # noqa: BLE001 - e.g. an OTEL_* value the SDK itself rejects
         atexit.unregister(_finish_at_exit)
-        sys.stderr.write(f"torch-otel: could not set up OpenTelemetry ({type(error).__name__}: {error}); "
-                         "the program runs without torch-otel. Run `torch-otel doctor` to check the settings.\n")
+        say(f"could not set up OpenTelemetry ({type(error).__name__}: {error}); the program runs without "
+            "torch-otel. Run `torch-otel doctor` to check the settings.")
         return
     bridge = TorchInstrumentor.bridge
     if bridge is not None:
@@ -96,7 +98,7 @@ def finish(providers: Providers, timeout: float) -> None:
     losses = Losses.read(bridge, LEDGER, metrics_finished="metrics" not in unfinished)
     line = losses.summary(timeout if unfinished else None)
     if line:
-        sys.stderr.write(f"torch-otel: {line}\n")
+        say(line)
 
 
 @dataclass(frozen=True)

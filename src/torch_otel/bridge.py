@@ -91,7 +91,8 @@ class LogBridge:
         # Waking the export thread in the middle of a burst makes it fight the logging thread for the GIL (about
         # 3 µs a record here), so the tick exports once a burst is over and the wake-up at 3/4 full only keeps the
         # queue from overflowing: a quarter of it is ample headroom, since a drain empties it in a millisecond.
-        self._queue = RecordQueue(settings.queue_size, max(1, settings.queue_size * 3 // 4), self._wake, self._arrived)
+        self._queue = RecordQueue(settings.queue_size, max(1, settings.queue_size * 3 // 4), self._wake, self._arrived,
+                                  settings.queue_bytes, settings.max_body_bytes)
         self._current_compile, compile_id_text = _compile_readers()
         self._converter = LogRecordConverter(logger_provider, torch_version(), settings.max_body_bytes, _logger_artifact,
                                              compile_id_text, Redactor(settings.redact_paths, settings.redact_code))
@@ -99,6 +100,8 @@ class LogBridge:
         self._removed_stderr: list[tuple[logging.Logger, logging.Handler]] = []
         self._patched: list[tuple[Any, str, Any]] = []
         self._export_lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._flusher: _Flush | None = None
         self._wakeup = threading.Event()  # the queue is 3/4 full, or the bridge stops: export now
         self._arrival = threading.Event()  # a record landed in an empty queue: start the export ticks
         self._stopping = False
@@ -106,7 +109,7 @@ class LogBridge:
         self.emitted = 0
         self.export_errors = 0
         self.in_hand = 0  # drained, not yet handed to the SDK logger (without the fast path)
-        self._unhanded_errors = 0
+        self._conversion_failures = 0
         # What a multiprocessing worker runs on its way out (it leaves through os._exit, skipping atexit).
         # `torch-otel run` replaces it with its own bounded finish of every signal.
         self.at_worker_exit: Callable[[], None] = self._flush_in_worker_exit
@@ -123,12 +126,14 @@ class LogBridge:
         multiprocessing.util.register_after_fork(self, _flush_at_worker_exit)
 
     def stop(self) -> None:
+        """Flush, stop the export thread and detach, within TORCH_OTEL_SHUTDOWN_TIMEOUT in all."""
+        deadline = time.monotonic() + self._settings.shutdown_timeout
         self.flush(self._settings.shutdown_timeout)
         self._stopping = True
         self._wakeup.set()
         self._arrival.set()
         if self._thread is not None:
-            self._thread.join(timeout=self._settings.shutdown_timeout)
+            self._thread.join(timeout=max(0.0, deadline - time.monotonic()))
             self._thread = None
         for owner, name, original in reversed(self._patched):
             setattr(owner, name, original)
@@ -250,25 +255,40 @@ class LogBridge:
             token = exporting.set(True)
             try:
                 items = self._queue.drain()
-                if self._wire_sink is not None:
-                    self._wire_sink.export(self._prepared(items, self._wire_sink.tally), len(items))
-                else:
-                    self.in_hand = len(items)
-                    for item in items:
-                        try:
-                            self._converter.emit(item)
-                            self.emitted += 1
-                        except Exception:  # noqa: BLE001 - one bad record must not stop the rest
-                            self.export_errors += 1
-                            self._unhanded_errors += 1
-                        self.in_hand -= 1
+                try:
+                    self._export(items)
+                finally:
+                    self._queue.release(items)
             finally:
                 exporting.reset(token)
 
+    def _export(self, items: list) -> None:
+        if self._wire_sink is not None:
+            self._wire_sink.export(self._prepared(items, self._wire_sink.tally), len(items))
+            return
+        self.in_hand = len(items)
+        for item in items:
+            try:
+                self._converter.emit(item)
+                self.emitted += 1
+            except Exception:  # noqa: BLE001 - one bad record must not stop the rest
+                self.export_errors += 1
+                self._conversion_failures += 1
+            self.in_hand -= 1
+
     def flush(self, timeout: float | None = None) -> bool:
-        """Hand every queued record to the SDK, then flush the SDK's processors within ``timeout`` seconds."""
-        timeout = self._settings.shutdown_timeout if timeout is None else timeout
-        deadline = time.monotonic() + timeout
+        """Export every queued record and flush the SDK's log processors; True if that finished within
+        ``timeout`` seconds (default TORCH_OTEL_SHUTDOWN_TIMEOUT). The caller never waits longer: the flush runs on
+        a daemon thread, which a stuck send (a collector that never answers) may keep busy after the caller has
+        gone on; a later flush then waits for that one instead of starting another."""
+        timeout = self._settings.shutdown_timeout if timeout is None else max(0.0, timeout)
+        with self._flush_lock:
+            flusher = self._flusher
+            if flusher is None or not flusher.is_alive():
+                flusher = self._flusher = _Flush(self, time.monotonic() + timeout)
+        return flusher.wait(timeout)
+
+    def _flush_now(self, deadline: float) -> bool:
         self._export_pending()
         remaining_ms = max(0, int((deadline - time.monotonic()) * 1000))
         force_flush = getattr(self._provider, "force_flush", None)
@@ -286,7 +306,7 @@ class LogBridge:
     def undelivered(self) -> int:
         """Records the bridge took and never passed on: still queued, drained but not yet handed to the SDK, or
         failed to convert on their way to it. (On the fast path, the sink's tally counts what it was handed.)"""
-        return len(self._queue) + self.in_hand + self._unhanded_errors
+        return len(self._queue) + self.in_hand + self._conversion_failures
 
     @property
     def truncated(self) -> int:
@@ -307,10 +327,12 @@ class LogBridge:
         self._held_for_fork = False
         self._queue.drain()
         self._queue.dropped = self._converter.truncated = 0
-        self.in_hand = self.export_errors = self._unhanded_errors = self.emitted = 0
+        self.in_hand = self.export_errors = self._conversion_failures = self.emitted = 0
         if self._wire_sink is not None:
             self._wire_sink.after_fork_in_child()
         self._export_lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._flusher = None
         self._wakeup = threading.Event()
         self._arrival = threading.Event()
         if self._thread is not None and not self._stopping:
@@ -323,6 +345,28 @@ class LogBridge:
 
         budget = min(1.0, self._settings.shutdown_timeout)
         run_bounded({"logs": lambda: self.flush(budget)}, seconds=budget)
+
+
+class _Flush:
+    """One flush of a bridge, on its own daemon thread."""
+
+    def __init__(self, bridge: LogBridge, deadline: float) -> None:
+        self.succeeded = False
+        self._thread = threading.Thread(target=self._run, args=(bridge, deadline), name="torch-otel-flush", daemon=True)
+        self._thread.start()
+
+    def _run(self, bridge: LogBridge, deadline: float) -> None:
+        try:
+            self.succeeded = bridge._flush_now(deadline)
+        except Exception:  # noqa: BLE001 - a flush that fails is a flush that did not finish
+            self.succeeded = False
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def wait(self, timeout: float) -> bool:
+        self._thread.join(timeout)
+        return not self._thread.is_alive() and self.succeeded
 
 
 _fork_targets: weakref.WeakSet[LogBridge] = weakref.WeakSet()

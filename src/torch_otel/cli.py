@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Sequence
 
 from torch_otel import environment_variables as env
-from torch_otel.sdk_setup import export_plan, sdk_disabled
+from torch_otel.console import say  # every message of `torch-otel run`: stderr or nowhere
+from torch_otel.export_config import export_plan, sdk_disabled
 from torch_otel.settings import Settings, SettingsError
 from torch_otel.torch_import import TORCH_LOGS, check_torch_logs
 from torch_otel.torch_logs import TorchLogsError
@@ -30,7 +31,7 @@ def child_environment(environ: dict[str, str]) -> dict[str, str]:
 
 def run(command: Sequence[str]) -> int:
     if not command:
-        print("torch-otel run: name the program to run, e.g. torch-otel run -- python train.py", file=sys.stderr)
+        say("name the program to run, e.g. torch-otel run -- python train.py")
         return EXIT_BAD_SETTING
     environ = child_environment(dict(os.environ))
     try:
@@ -42,12 +43,12 @@ def run(command: Sequence[str]) -> int:
                 environ[env.TORCH_OTEL_FILE] = str(plan.file_path.absolute())
                 announce_file(plan.file_path)
     except (SettingsError, TorchLogsError) as error:
-        print(f"torch-otel: {error}", file=sys.stderr)
+        say(str(error))
         return EXIT_BAD_SETTING
     try:
         os.execvpe(command[0], list(command), environ)
     except OSError as error:
-        print(f"torch-otel run: cannot start {command[0]!r}: {error.strerror}", file=sys.stderr)
+        say(f"cannot start {command[0]!r}: {error.strerror}")
         return EXIT_NOT_FOUND
     return 0  # unreachable: exec replaced this process
 
@@ -55,9 +56,9 @@ def run(command: Sequence[str]) -> int:
 def announce_file(path: Path) -> None:
     """Said once per run, by the process the user started; every process of the run that has something to export
     appends to this one file, and a run that exports nothing leaves none."""
-    print(f"torch-otel: no OTLP endpoint configured, so traces, logs and metrics from this run go to {path} "
-          f"(read it with `torch-otel report {path}`; set OTEL_EXPORTER_OTLP_ENDPOINT to send to a collector "
-          "instead).", file=sys.stderr, flush=True)
+    say(f"no OTLP endpoint configured, so traces, logs and metrics from this run go to {path} "
+        f"(read it with `torch-otel report {path}`; set OTEL_EXPORTER_OTLP_ENDPOINT to send to a collector "
+        "instead).")
 
 
 def build_parser() -> argparse.ArgumentParser:

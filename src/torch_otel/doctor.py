@@ -33,7 +33,6 @@ import http.client
 import importlib
 import logging
 import os
-import re
 import socket
 import ssl
 import sys
@@ -48,11 +47,24 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 from torch_otel import catalog
 from torch_otel import environment_variables as env
-from torch_otel.sdk_setup import SIGNALS, ExportPlan, export_plan, sdk_disabled
-from torch_otel.settings import Settings, SettingsError
+from torch_otel.export_config import (
+    SIGNALS,
+    ExportPlan,
+    export_plan,
+    parse_otlp_timeout,
+    sdk_disabled,
+)
+from torch_otel.settings import MASK, Settings, SettingsError, mask_url
+from torch_otel.settings import SENSITIVE_NAME as _SENSITIVE_NAME
 from torch_otel.torch_hooks import FEATURES, resolve_attribute
 from torch_otel.torch_import import import_torch_with_logs_held
-from torch_otel.torch_logs import Registry, TorchLogsError, TorchLogsSettings, current_registry, parse_torch_logs
+from torch_otel.torch_logs import (
+    Registry,
+    TorchLogsError,
+    TorchLogsSettings,
+    current_registry,
+    parse_torch_logs,
+)
 
 __all__ = ["EXIT_BAD_SETTING", "EXIT_OK", "EXIT_UNREACHABLE", "main", "mask_url"]
 
@@ -61,12 +73,10 @@ EXIT_UNREACHABLE = 1
 EXIT_BAD_SETTING = 2
 DEFAULT_TIMEOUT = 3.0
 TORCH_LOGS = "TORCH_LOGS"
-MASK = "***"
 
 _CHECK_ORDER = ("logs", "traces", "metrics")
 _GRPC_DEFAULT = "http://localhost:4317"
 _HTTP_DEFAULT = "http://localhost:4318/"
-_SENSITIVE_NAME = re.compile(r"token|key|secret|pass|auth|sig|cred|session", re.IGNORECASE)
 _MIN_SCRUB_LENGTH = 3
 _COMPRESSIONS = {"grpc": ("gzip",), "http/protobuf": ("gzip", "deflate", "none")}
 _PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "grpc_proxy")
@@ -142,24 +152,6 @@ class _Report:
 # ----------------------------------------------------------------- secrets
 
 
-def mask_url(url: str) -> str:
-    """``url`` with its userinfo and credential-like query values replaced by ``***``."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable URL, hidden>"
-    netloc = parts.netloc
-    if "@" in netloc:
-        netloc = f"{MASK}@{netloc.rpartition('@')[2]}"
-    query = "&".join(_mask_query_item(item) for item in parts.query.split("&")) if parts.query else ""
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-
-
-def _mask_query_item(item: str) -> str:
-    key, sep, _ = item.partition("=")
-    return f"{key}={MASK}" if sep and _SENSITIVE_NAME.search(key) else item
-
-
 def _url_secrets(url: str) -> list[str]:
     try:
         parts = urlsplit(url)
@@ -185,6 +177,8 @@ def _collect_secrets(environ: Mapping[str, str]) -> list[str]:
         if name.endswith("HEADERS"):
             for key, raw in _split_headers(value):
                 secrets += [raw, unquote(raw)]
+            # an item that is not key=value may be a bare secret (e.g. "Bearer abc"): never shown either
+            secrets += [item.strip() for item in value.split(",") if "=" not in item]
         elif "://" in value:
             secrets += _url_secrets(value)
     return secrets
@@ -440,11 +434,14 @@ def _exporter_section(report: _Report, environ: Mapping[str, str]) -> dict[str, 
         report.warning("the SDK is disabled: torch-otel does nothing (no bridge, no providers, nothing exported)")
     name, source = _service_name(environ)
     report.info(f"service.name: {name} ({source})")
+    problems: list[SettingsError] = []
     try:
-        plan = export_plan(environ)
+        plan = export_plan(environ, problems)
     except SettingsError as error:
         report.bad_setting(_masked_error(error))
         return "the exporter settings are invalid"
+    for problem in problems:  # the same checks that stop `torch-otel run`
+        report.bad_setting(_masked_error(problem))
     if plan.file_path is not None:
         report.info("no OTLP endpoint or exporter is configured: `torch-otel run` writes traces, logs and metrics "
                     f"to {plan.file_path} (OTLP JSON Lines; read it with `torch-otel report`). Set "
@@ -452,6 +449,8 @@ def _exporter_section(report: _Report, environ: Mapping[str, str]) -> dict[str, 
         return "torch-otel run writes to a local file"
     targets = _describe_signals(report, plan, environ)
     _describe_transport_settings(report, environ, plan)
+    if problems:
+        return "the exporter settings are invalid"
     if disabled:
         return "OTEL_SDK_DISABLED is true"
     return targets
@@ -460,7 +459,6 @@ def _exporter_section(report: _Report, environ: Mapping[str, str]) -> dict[str, 
 def _describe_signals(report: _Report, plan: ExportPlan, environ: Mapping[str, str]) -> dict[str, _Target]:
     targets = {}
     width = max(map(len, SIGNALS)) + 1
-    credential_sources: set[str] = set()
     for signal in SIGNALS:
         kind = plan.exporters[signal]
         label = f"{signal}:".ljust(width)
@@ -473,12 +471,6 @@ def _describe_signals(report: _Report, plan: ExportPlan, environ: Mapping[str, s
         target = targets[signal] = _resolve_target(signal, plan.protocols[signal], environ)
         security = f"TLS ({target.tls_reason})" if target.tls else f"plaintext ({target.tls_reason})"
         report.info(f"{label} otlp over {target.protocol} -> {mask_url(target.url)} [{target.source}], {security}")
-        if target.protocol == "grpc" and "@" in urlsplit(target.url).netloc and target.source not in credential_sources:
-            credential_sources.add(target.source)
-            report.bad_setting(
-                f"{target.source}: the OTLP gRPC exporter does not take credentials from the URL (it would look up "
-                "a host named after them); put them in OTEL_EXPORTER_OTLP_HEADERS instead"
-            )
     return targets
 
 
@@ -489,10 +481,8 @@ def _describe_transport_settings(report: _Report, environ: Mapping[str, str], pl
             report.info(f"{prefix}HEADERS: {_masked_headers(environ[prefix + 'HEADERS'])} (values hidden)")
         for suffix in ("CERTIFICATE", "CLIENT_KEY", "CLIENT_CERTIFICATE"):
             path = environ.get(prefix + suffix)
-            if path and os.path.isfile(path):
+            if path and os.path.isfile(path):  # a missing one is reported by export_plan's check
                 report.info(f"{prefix}{suffix}: {path} (file found)")
-            elif path:
-                report.bad_setting(f"{prefix}{suffix}={path!r}: no such file")
         if environ.get(prefix + "INSECURE") is not None:
             report.info(f"{prefix}INSECURE: {environ[prefix + 'INSECURE']!r} (gRPC only; ignored for https:// URLs)")
         _check_timeout(report, prefix + "TIMEOUT", environ.get(prefix + "TIMEOUT"))
@@ -504,13 +494,9 @@ def _check_timeout(report: _Report, variable: str, raw: str | None) -> None:
     if raw is None:
         return
     try:
-        seconds = float(raw)
-    except ValueError:
-        seconds = -1.0
-    if seconds > 0:
-        report.info(f"{variable}: {raw} s")
-    else:
-        report.bad_setting(_message(variable, raw, "a positive number of seconds, e.g. 10"))
+        report.info(f"{variable}: {parse_otlp_timeout(variable, raw):g} s")
+    except SettingsError:
+        pass  # reported by export_plan's check
 
 
 def _check_compression(report: _Report, variable: str, raw: str | None, protocols: set[str]) -> None:

@@ -7,7 +7,6 @@ to a release the current OTLP exporters (1.45.2) conflict with, so it cannot be 
 from __future__ import annotations
 
 import base64
-import datetime
 import json
 import os
 import threading
@@ -22,12 +21,9 @@ from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportRes
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from torch_otel.console import say
+
 _ID_FIELDS = {"traceId", "spanId", "parentSpanId"}
-
-
-def default_path(directory: str | os.PathLike[str] = ".") -> Path:
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path(directory) / f"torch-otel-{stamp}-{os.getpid()}.jsonl"
 
 
 def _hex_ids(value: Any) -> Any:
@@ -56,6 +52,7 @@ class JsonLinesFile:
         self._lock = threading.Lock()
         self._fd: int | None = None
         self._closed = False
+        self._reported = False
         self._users = 0
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=self._after_fork_in_child)
@@ -63,16 +60,29 @@ class JsonLinesFile:
     def _after_fork_in_child(self) -> None:
         self._lock = threading.Lock()  # a parent thread may have held it; the descriptor is shared as it is
 
-    def write_line(self, line: str) -> None:
+    def write_line(self, line: str) -> bool:
+        """Append one line; False if it could not be written (a full disk, a vanished directory), which is said
+        once on stderr and counted by the caller as a failed export."""
         data = (line + "\n").encode("utf-8")
         with self._lock:
             if self._closed:
-                return
-            if self._fd is None:
-                self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(self._fd, view):]
+                return False
+            try:
+                if self._fd is None:
+                    self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(self._fd, view):]
+            except OSError as error:
+                self._report(error)
+                return False
+        return True
+
+    def _report(self, error: OSError) -> None:
+        if not self._reported:
+            self._reported = True
+            say(f"cannot write to {self.path} ({error.strerror or error}); what is not written is counted as "
+                "not delivered at exit.")
 
     def acquire(self) -> JsonLinesFile:
         self._users += 1
@@ -84,7 +94,10 @@ class JsonLinesFile:
             with self._lock:
                 self._closed = True
                 if self._fd is not None:
-                    os.close(self._fd)
+                    try:
+                        os.close(self._fd)
+                    except OSError:
+                        pass
                     self._fd = None
 
 
@@ -93,8 +106,8 @@ class OtlpJsonSpanExporter(SpanExporter):
         self._sink = sink.acquire()
 
     def export(self, spans: Sequence[Any]) -> SpanExportResult:
-        self._sink.write_line(otlp_json_line(encode_spans(spans)))
-        return SpanExportResult.SUCCESS
+        written = self._sink.write_line(otlp_json_line(encode_spans(spans)))
+        return SpanExportResult.SUCCESS if written else SpanExportResult.FAILURE
 
     def shutdown(self) -> None:
         self._sink.release()
@@ -105,8 +118,8 @@ class OtlpJsonLogExporter(LogRecordExporter):
         self._sink = sink.acquire()
 
     def export(self, batch: Sequence[Any]) -> LogRecordExportResult:
-        self._sink.write_line(otlp_json_line(encode_logs(batch)))
-        return LogRecordExportResult.SUCCESS
+        written = self._sink.write_line(otlp_json_line(encode_logs(batch)))
+        return LogRecordExportResult.SUCCESS if written else LogRecordExportResult.FAILURE
 
     def shutdown(self) -> None:
         self._sink.release()
@@ -121,8 +134,8 @@ class OtlpJsonMetricExporter(MetricExporter):
         self._sink = sink.acquire()
 
     def export(self, metrics_data: Any, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
-        self._sink.write_line(otlp_json_line(encode_metrics(metrics_data)))
-        return MetricExportResult.SUCCESS
+        written = self._sink.write_line(otlp_json_line(encode_metrics(metrics_data)))
+        return MetricExportResult.SUCCESS if written else MetricExportResult.FAILURE
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
         return True

@@ -14,7 +14,7 @@ from torch_otel.metrics import HEALTH, CompileMetrics
 from torch_otel.redaction import Redactor
 from torch_otel.spans import CompileSpans, compile_tracer
 from torch_otel.torch_hooks import TorchHooks
-from torch_otel.sdk_setup import sdk_disabled
+from torch_otel.export_config import sdk_disabled
 from torch_otel.settings import Settings
 from torch_otel.torch_import import import_torch_checked, torch_version
 
@@ -125,6 +125,8 @@ def uninstrument() -> None:
 
 
 def flush(timeout: float | None = None) -> bool:
-    """Export everything the bridge holds now; returns False if the SDK did not finish within ``timeout`` seconds."""
+    """Export everything the bridge holds now. Returns within ``timeout`` seconds (default
+    TORCH_OTEL_SHUTDOWN_TIMEOUT): True if the export and the SDK's log flush finished, False if not (a send stuck on
+    an unresponsive collector carries on in the background, never in the caller's thread)."""
     bridge = TorchInstrumentor.bridge
     return bridge.flush(timeout) if bridge is not None else True

@@ -85,9 +85,10 @@ class LogRecordConverter:
             message, code_removed = self._redactor.artifact_body(site.kind, message)
             if code_removed:
                 attributes[catalog.ATTR_REDACTED] = True
-        if item.exc_info:
-            attributes.update(exception_attributes(item.exc_info, self._redactor.text))
+        if item.exception is not None:
+            attributes.update(exception_attributes(item.exception, self._redactor.text))
         body, original_size = cap_body(message, self._max_body_bytes)
+        original_size = getattr(item.message, "original_size", original_size)  # cut when queued
         if original_size is not None:
             self.truncated += 1
             attributes[catalog.ATTR_TRUNCATED] = True

@@ -5,7 +5,6 @@ headers, TLS, compression and retries are reused as they are."""
 from __future__ import annotations
 
 import struct
-import traceback
 from types import SimpleNamespace
 from typing import Any, Iterable, Mapping, NamedTuple, Sequence
 
@@ -170,12 +169,12 @@ def _span_fields(context: Any) -> bytes:
                      b"\x52\x08", span_context.span_id.to_bytes(8, "big")))
 
 
-def exception_attributes(exc_info: Any, redact: Any = lambda text: text) -> dict[str, str]:
-    exc_type, exc_value, exc_traceback = exc_info
+def exception_attributes(exception: Any, redact: Any = lambda text: text) -> dict[str, str]:
+    """OpenTelemetry's exception attributes from a ``CapturedException`` (type, message, formatted traceback)."""
     return {
-        "exception.type": exc_type.__qualname__ if exc_type else "",
-        "exception.message": redact(str(exc_value)),
-        "exception.stacktrace": redact("".join(traceback.format_exception(exc_type, exc_value, exc_traceback))),
+        "exception.type": exception.type,
+        "exception.message": redact(exception.message),
+        "exception.stacktrace": redact(exception.stacktrace),
     }
 
 

@@ -14,7 +14,8 @@ Layers, so that each can be tested (and fuzzed) on its own:
 * :class:`ReportBuilder` aggregates batches, one at a time, into a :class:`Report` (pure; log records are counted,
   never kept, so a file of gigabytes of torch logs costs little memory).
 * :func:`render_text` (here) and :func:`torch_otel.report_html.render_html` turn a Report into text or HTML.
-* :func:`read_files` streams files line by line through the two, and :func:`main` is the command.
+* :func:`read_files` streams files line by line through the two, in bounded memory and time (MAX_LINE_BYTES,
+  MAX_FILE_BYTES), and :func:`main` is the command.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import contextlib
 import dataclasses
 import gzip
 import json
@@ -48,6 +50,17 @@ MAX_LANES = 2000  # HTML timeline: traces shown
 MAX_BARS = 25000  # HTML timeline: spans drawn, in all lanes together
 APP_SPAN_MAX_ATTRIBUTES = 32  # attributes kept of an application span (torch's own spans keep all)
 APP_SPAN_MAX_VALUE_CHARS = 256
+
+# Limits on reading, so that a wrong or hostile input (a gzip bomb, /dev/zero, a binary file, an endless pipe) ends
+# in a one-paragraph error instead of exhausting memory or time. Read at each call, so tests may monkeypatch them.
+# Both count bytes of the input after gzip decompression ("inflated"), the newline not included in a line.
+# The command's --max-line-bytes and --max-file-bytes override them.
+MAX_LINE_BYTES = 64 * 1024 * 1024  # bytes in one line: 64 MiB. With its default settings torch-otel writes lines of
+#   a few MiB (log requests are cut at TORCH_OTEL_MAX_BATCH_BYTES, 3 MiB by default) and a Collector's lines are
+#   batches of the same order; memory use is about this much plus what json.loads makes of one line. A longer line
+#   stops the reading of its file there.
+MAX_FILE_BYTES = 4 * 1024 * 1024 * 1024  # bytes read from one file (or stdin): 4 GiB; reading that file stops there.
+READ_CHUNK_BYTES = 1024 * 1024  # bytes asked of the (inflating) stream at a time: 1 MiB
 
 # torch's CompilationMetrics fields become pytorch.compile.<field> span attributes (see spans.METRIC_FIELDS);
 # the catalog has no constant per field, so these are derived from the compile id attribute's namespace.
@@ -1176,6 +1189,7 @@ class ReadResult:
     report: Report
     errors: list[LineError]  # the first MAX_ERRORS_SHOWN
     error_count: int
+    limit_errors: list[str] = field(default_factory=list)  # one paragraph per file that went past a read limit
 
 
 class Progress:
@@ -1233,6 +1247,10 @@ def check_input(path: str) -> None:
         raise ReportInputError(f"{path}: no such file")
     if os.path.isdir(path):
         raise ReportInputError(f"{path}: is a directory")
+    if not os.path.isfile(path):  # a pipe (<(zcat ...)), /dev/stdin, a device: reading here would consume input
+        if not os.access(path, os.R_OK):
+            raise ReportInputError(f"{path}: cannot read: permission denied")
+        return
     try:
         with open(path, "rb") as f:
             magic = f.read(4)
@@ -1242,53 +1260,174 @@ def check_input(path: str) -> None:
         raise ReportInputError(f"{path}: zstd-compressed; decompress it first (zstd -d {path})")
 
 
-def _iter_lines(path: str, stdin: BinaryIO | None) -> Iterator[tuple[int, bytes, int]]:
-    """(line number, raw line, bytes of the file read so far), without holding more than one line."""
-    if path == "-":
-        position = 0
-        for number, raw in enumerate(stdin if stdin is not None else sys.stdin.buffer, 1):
-            position += len(raw)
-            yield number, raw, position
-        return
-    with open(path, "rb") as raw_file:
-        compressed = raw_file.read(2) == _GZIP_MAGIC
-        raw_file.seek(0)
-        stream: BinaryIO = gzip.GzipFile(fileobj=raw_file) if compressed else raw_file  # type: ignore[assignment]
-        position = 0
-        for number, raw in enumerate(stream, 1):
-            position = raw_file.tell() if compressed else position + len(raw)
-            yield number, raw, position
+def _exact_size(n: int) -> str:
+    """A byte count as written in the limits: "64 MiB", "4 GiB", "1000 bytes"."""
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size and n % size == 0:
+            return f"{n // size} {unit}"
+    return _plural(n, "byte")
 
 
-def read_files(paths: Sequence[str], progress: Progress | None = None, stdin: BinaryIO | None = None) -> ReadResult:
+class _LimitHit(Exception):
+    """Reading one file went past MAX_LINE_BYTES (``which == "line"``) or MAX_FILE_BYTES (``"file"``) in ``line``."""
+
+    def __init__(self, which: str, line: int, limit: int, compressed: bool) -> None:
+        super().__init__(which)
+        self.which, self.line, self.limit, self.compressed = which, line, limit, compressed
+
+    def message(self, path: str) -> str:
+        """One paragraph (one line) for stderr."""
+        before = f"the {_plural(self.line - 1, 'line')} before it are reported"
+        inflated = ", counted after gzip decompression" if self.compressed else ""
+        if self.which == "line":
+            return (f"{clean(path)}: line {self.line} is longer than {_exact_size(self.limit)}, the limit on one line "
+                    f"(--max-line-bytes{inflated}); reading of this file stopped there and {before}. With its default "
+                    f"settings torch-otel writes lines of a few MiB, so this is likely not an OTLP JSON Lines file, or "
+                    f"a damaged one; if its lines are really that long, pass a larger --max-line-bytes")
+        return (f"{clean(path)}: the file is longer than {_exact_size(self.limit)}, the limit on one file "
+                f"(--max-file-bytes{inflated}); reading of this file stopped in line {self.line} and {before}. To "
+                f"read all of it, pass a larger --max-file-bytes")
+
+
+_BLANK = frozenset(b" \t\n\r\x0b\x0c")  # what bytes.strip() removes
+
+
+def _skip_blank(data: bytes, pos: int, end: int) -> int:
+    """The index of the first byte of ``data[pos:end]`` that is not ASCII whitespace, else ``end``. Cheap on a long
+    run of blank lines: it strips growing windows in C instead of looking at each byte in Python."""
+    if pos < end and data[pos] not in _BLANK:
+        return pos
+    window = 64
+    while pos < end:
+        piece = data[pos:min(pos + window, end)]
+        rest = piece.lstrip()
+        if rest:
+            return pos + len(piece) - len(rest)
+        pos += len(piece)
+        window = min(window * 8, READ_CHUNK_BYTES)
+    return end
+
+
+def _iter_lines(path: str, stdin: BinaryIO | None, max_line: int | None = None,
+                max_file: int | None = None) -> Iterator[tuple[int, bytes | None, int]]:
+    """``(line number, line, bytes of the file read so far)`` for each line that is not blank, newline removed, and
+    ``(lines so far, None, bytes read so far)`` after each chunk read and at the end, so that progress moves on
+    through long runs of blank lines and through long lines; the last number is the file's count of lines.
+
+    Reads READ_CHUNK_BYTES at a time (inflated, for a gzip file) and holds at most one chunk and one line, so memory
+    stays bounded: raises :class:`_LimitHit` when a line grows past ``max_line`` or the file past ``max_file`` bytes
+    (the lines before it have been yielded). Blank lines cost C-speed scanning only, not a Python step each."""
+    max_line = MAX_LINE_BYTES if max_line is None else max_line
+    max_file = MAX_FILE_BYTES if max_file is None else max_file
+    with contextlib.ExitStack() as stack:
+        compressed = seekable = False
+        if path == "-":
+            stream: Any = stdin if stdin is not None else sys.stdin.buffer
+            raw_file = stream
+        else:
+            raw_file = stack.enter_context(open(path, "rb"))
+            compressed = raw_file.peek(2)[:2] == _GZIP_MAGIC  # peek, not seek: a pipe or /dev/fd/N cannot seek
+            seekable = compressed and raw_file.seekable()
+            stream = stack.enter_context(gzip.GzipFile(fileobj=raw_file)) if compressed else raw_file
+        read = getattr(stream, "read1", stream.read)  # read1: what is ready, so a gzip cut short loses little
+        lines = total = position = 0
+        pending: list[bytes] = []  # the line being read, when a chunk ended inside it
+        pending_len = 0
+        while True:
+            room = max_file - total
+            data = read(min(READ_CHUNK_BYTES, room) if room > 0 else 1)
+            if not data:
+                break
+            if room <= 0:
+                raise _LimitHit("file", lines + 1, max_file, compressed)
+            total += len(data)
+            position = raw_file.tell() if seekable else total
+            pos, end = 0, len(data)
+            while pos < end:
+                if pending:
+                    newline = data.find(b"\n", pos)
+                    stop = end if newline < 0 else newline
+                    pending_len += stop - pos
+                    if pending_len > max_line:
+                        raise _LimitHit("line", lines + 1, max_line, compressed)
+                    pending.append(data[pos:stop])
+                    if newline < 0:
+                        break
+                    line = b"".join(pending)
+                    pending, pending_len = [], 0
+                    lines += 1
+                    if _skip_blank(line, 0, len(line)) < len(line):
+                        yield lines, line, position
+                    pos = newline + 1
+                    continue
+                start = _skip_blank(data, pos, end)  # the first byte of the next line that is not blank
+                last = data.rfind(b"\n", pos, start)
+                line_start = last + 1 if last >= 0 else pos
+                lines += data.count(b"\n", pos, line_start)
+                newline = data.find(b"\n", start) if start < end else -1
+                if newline < 0:  # the chunk ends inside this line (or with a newline: nothing is pending)
+                    if line_start < end:
+                        pending, pending_len = [data[line_start:]], end - line_start
+                        if pending_len > max_line:
+                            raise _LimitHit("line", lines + 1, max_line, compressed)
+                    break
+                if newline - line_start > max_line:
+                    raise _LimitHit("line", lines + 1, max_line, compressed)
+                lines += 1
+                yield lines, data[line_start:newline], position
+                pos = newline + 1
+            yield lines, None, position
+        if pending:  # the last line, without a newline
+            line = b"".join(pending)
+            lines += 1
+            if _skip_blank(line, 0, len(line)) < len(line):
+                yield lines, line, position
+        yield lines, None, position
+
+
+def read_files(paths: Sequence[str], progress: Progress | None = None, stdin: BinaryIO | None = None,
+               max_line_bytes: int | None = None, max_file_bytes: int | None = None) -> ReadResult:
     """Stream ``paths`` through parse_line and a ReportBuilder. Lines that do not parse are counted (the first
-    MAX_ERRORS_SHOWN kept) and skipped; the rest is reported."""
+    MAX_ERRORS_SHOWN kept) and skipped; the rest is reported. A file past ``max_line_bytes`` or ``max_file_bytes``
+    (default MAX_LINE_BYTES, MAX_FILE_BYTES) is read
+    up to the line that went past, that file's reading stops there (with a message in ``limit_errors``), and the
+    other files are read."""
     builder = ReportBuilder()
     builder.files = list(paths)
     errors: list[LineError] = []
+    limit_errors: list[str] = []
     error_count = 0
     done_before = 0
     for path in paths:
         number = position = 0
         try:
-            for number, raw, position in _iter_lines(path, stdin):
-                builder.lines += 1
-                try:
-                    builder.add(parse_line(raw))
-                except ReportParseError as error:
-                    error_count += 1
-                    if len(errors) < MAX_ERRORS_SHOWN:
-                        errors.append(LineError(path, number, str(error)))
+            for number, raw, position in _iter_lines(path, stdin, max_line_bytes, max_file_bytes):
+                if raw is not None:
+                    try:
+                        try:
+                            batch = parse_line(raw)
+                        except MemoryError:  # a long line of tiny JSON values takes many times its size
+                            raise ReportParseError(
+                                f"too large to parse in the memory available ({_size(len(raw))} line)") from None
+                        builder.add(batch)
+                    except ReportParseError as error:
+                        error_count += 1
+                        if len(errors) < MAX_ERRORS_SHOWN:
+                            errors.append(LineError(path, number, str(error)))
                 if progress is not None:
                     progress.update(done_before + position, path)
+        except _LimitHit as hit:
+            number = hit.line - 1
+            limit_errors.append(hit.message(path))
         except (OSError, EOFError) as error:  # e.g. a gzip file cut short: what was read is still reported
             error_count += 1
             if len(errors) < MAX_ERRORS_SHOWN:
                 errors.append(LineError(path, number + 1, f"cannot read further: {error}"))
+        builder.lines += number
         done_before += position
     if progress is not None:
         progress.close()
-    return ReadResult(builder.build(), errors, error_count)
+    return ReadResult(builder.build(), errors, error_count, limit_errors)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -1320,6 +1459,19 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
+_SIZE = re.compile(r"\s*([0-9]{1,20})\s*(|b|kib|kb|k|mib|mb|m|gib|gb|g)\s*", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mb": 1 << 20, "mib": 1 << 20,
+               "g": 1 << 30, "gb": 1 << 30, "gib": 1 << 30}
+
+
+def _size_argument(raw: str) -> int:
+    match = _SIZE.fullmatch(raw)
+    if match is None or int(match.group(1)) == 0:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a size: a whole number of bytes, optionally with KiB, MiB "
+                                         f"or GiB (e.g. 256MiB)")
+    return int(match.group(1)) * _SIZE_UNITS[match.group(2).lower()]
+
+
 def build_parser(out: IO[str], err: IO[str]) -> argparse.ArgumentParser:
     parser = _Parser(
         out, err, prog="torch-otel report",
@@ -1330,6 +1482,11 @@ def build_parser(out: IO[str], err: IO[str]) -> argparse.ArgumentParser:
     parser.add_argument("--html", metavar="OUT", help="also write a self-contained HTML report with a timeline")
     parser.add_argument("--no-progress", action="store_true", help="never show the progress line on stderr")
     parser.add_argument("--progress", action="store_true", help="show the progress line even when stderr is not a terminal")
+    parser.add_argument("--max-line-bytes", type=_size_argument, default=None, metavar="SIZE",
+                        help=f"longest line read, e.g. 256MiB (default: {_exact_size(MAX_LINE_BYTES).replace(' ', '')})")
+    parser.add_argument("--max-file-bytes", type=_size_argument, default=None, metavar="SIZE",
+                        help=f"most bytes read of one file, after gzip decompression, e.g. 16GiB (default: "
+                             f"{_exact_size(MAX_FILE_BYTES).replace(' ', '')})")
     parser.add_argument("--width", type=int, default=None,
                         help=f"cut long reasons to fit this many columns (default: the terminal's, else {DEFAULT_WIDTH}; 0: never)")
     return parser
@@ -1344,8 +1501,8 @@ def _isatty(stream: IO[str]) -> bool:
 
 def main(argv: Sequence[str] | None = None, out: IO[str] | None = None, err: IO[str] | None = None,
          stdin: BinaryIO | None = None) -> int:
-    """``torch-otel report``: 0 when every line parsed, 1 when some did not (the rest is still reported), 2 when a
-    file cannot be read or the arguments are wrong."""
+    """``torch-otel report``: 0 when every line parsed, 1 when some did not or a file went past --max-line-bytes or
+    --max-file-bytes (the rest is still reported), 2 when a file cannot be read or the arguments are wrong."""
     out = out if out is not None else sys.stdout
     err = err if err is not None else sys.stderr
     try:
@@ -1360,7 +1517,7 @@ def main(argv: Sequence[str] | None = None, out: IO[str] | None = None, err: IO[
         return EXIT_USAGE
     total = sum(os.path.getsize(p) for p in args.files if p != "-")
     progress = Progress(err, total, enabled=not args.no_progress and (args.progress or _isatty(err)))
-    result = read_files(args.files, progress, stdin)
+    result = read_files(args.files, progress, stdin, args.max_line_bytes, args.max_file_bytes)
     width = args.width
     if width is None:
         width = os.get_terminal_size(out.fileno()).columns if _isatty(out) and hasattr(out, "fileno") else DEFAULT_WIDTH
@@ -1386,8 +1543,9 @@ def main(argv: Sequence[str] | None = None, out: IO[str] | None = None, err: IO[
         shown = f"; the first {len(result.errors)} shown" if result.error_count > len(result.errors) else ""
         err.write(f"torch-otel report: {_plural(result.error_count, 'malformed line')} skipped of {result.report.lines}"
                   f"{shown}; the other lines are reported\n")
-        return EXIT_BAD_LINES
-    return EXIT_OK
+    for message in result.limit_errors:
+        err.write(f"torch-otel report: {message}\n")
+    return EXIT_BAD_LINES if result.error_count or result.limit_errors else EXIT_OK
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import threading
 import time
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any, Callable, Mapping
-from pathlib import Path
-from urllib.parse import urlsplit
 
 from opentelemetry import _logs, metrics, trace
 from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor
@@ -24,21 +21,17 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter, SpanExportResult
 
 from torch_otel import catalog
-from torch_otel import environment_variables as env
 from torch_otel.file_export import (
-    JsonLinesFile, OtlpJsonLogExporter, OtlpJsonMetricExporter, OtlpJsonSpanExporter, default_path,
+    JsonLinesFile, OtlpJsonLogExporter, OtlpJsonMetricExporter, OtlpJsonSpanExporter,
 )
 from torch_otel.ids import PRIVATE_IDS
 from torch_otel.log_batching import ByteBudgetLogExporter
 from torch_otel.delivery import LEDGER, Tally
 from torch_otel.fork_safety import ForkSafeExporter
 from torch_otel.otlp_wire import LogEncoder, WireLogSink, grpc_log_exporter_for_bytes, http_log_exporter_for_bytes
-from torch_otel.settings import Settings, SettingsError, parse_bool
+from torch_otel.export_config import ExportPlan, export_plan
+from torch_otel.settings import Settings
 
-SIGNALS = ("traces", "logs", "metrics")
-PROTOCOLS = ("grpc", "http/protobuf")
-EXPORTERS = ("otlp", "console", "none")
-METRIC_EXPORTERS = EXPORTERS + ("prometheus",)
 _UNSET_PROVIDER_TYPES = {
     "ProxyTracerProvider", "NoOpTracerProvider", "ProxyLoggerProvider", "NoOpLoggerProvider",
     "_ProxyMeterProvider", "NoOpMeterProvider",
@@ -48,81 +41,6 @@ _RANK_VARIABLES = {
     "WORLD_SIZE": catalog.RESOURCE_WORLD_SIZE,
     "LOCAL_RANK": catalog.RESOURCE_LOCAL_RANK,
 }
-
-
-@dataclass(frozen=True)
-class ExportPlan:
-    """What each signal is exported with, decided from the environment before anything is built."""
-
-    exporters: dict[str, str]
-    protocols: dict[str, str]
-    file_path: Path | None = None
-
-
-def nothing_configured(environ: Mapping[str, str]) -> bool:
-    """No OTLP endpoint and no exporter chosen for any signal: torch-otel run's embedded default applies."""
-    variables = ["OTEL_EXPORTER_OTLP_ENDPOINT"] + [
-        name for signal in SIGNALS for name in (f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT",
-                                                f"OTEL_{signal.upper()}_EXPORTER")
-    ]
-    return not any(environ.get(name) for name in variables)
-
-
-def sdk_disabled(environ: Mapping[str, str] | None = None) -> bool:
-    raw = (os.environ if environ is None else environ).get("OTEL_SDK_DISABLED", "")
-    return raw != "" and parse_bool("OTEL_SDK_DISABLED", raw)
-
-
-def _validate_endpoint(variable: str, raw: str) -> None:
-    parts = urlsplit(raw)
-    try:
-        parts.port
-    except ValueError:
-        parts = urlsplit("")
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise SettingsError(variable, raw, "an http:// or https:// URL with a host, e.g. http://localhost:4317")
-
-
-def _validate_headers(variable: str, raw: str) -> None:
-    for item in filter(None, (part.strip() for part in raw.split(","))):
-        key, sep, _ = item.partition("=")
-        if not sep or not key.strip():
-            # Name only the key (or nothing): header values are secrets and never printed.
-            raise SettingsError(variable, "<hidden>", "comma-separated key=value pairs, e.g. api-key=SECRET,team=ml")
-
-
-def export_plan(environ: Mapping[str, str] | None = None) -> ExportPlan:
-    """Validate the OTEL_* exporter settings and pick an exporter and protocol per signal."""
-    environ = os.environ if environ is None else environ
-    exporters, protocols = {}, {}
-    default_protocol = environ.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "grpc"
-    for signal in SIGNALS:
-        variable = f"OTEL_{signal.upper()}_EXPORTER"
-        exporter = (environ.get(variable) or "otlp").strip()
-        allowed = METRIC_EXPORTERS if signal == "metrics" else EXPORTERS
-        if exporter not in allowed:
-            raise SettingsError(variable, exporter, "one of " + ", ".join(allowed))
-        if exporter == "prometheus" and importlib.util.find_spec("opentelemetry.exporter.prometheus") is None:
-            raise SettingsError(variable, exporter, "a metrics exporter whose package is installed; for prometheus, "
-                                "pip install 'torch-otel[prometheus]' (opentelemetry-exporter-prometheus)")
-        exporters[signal] = exporter
-        protocol_variable = f"OTEL_EXPORTER_OTLP_{signal.upper()}_PROTOCOL"
-        protocol = environ.get(protocol_variable) or default_protocol
-        if protocol not in PROTOCOLS:
-            shown = protocol_variable if environ.get(protocol_variable) else "OTEL_EXPORTER_OTLP_PROTOCOL"
-            raise SettingsError(shown, protocol, "grpc or http/protobuf")
-        protocols[signal] = protocol
-    for signal in ("",) + tuple(f"{s.upper()}_" for s in SIGNALS):
-        endpoint = environ.get(f"OTEL_EXPORTER_OTLP_{signal}ENDPOINT")
-        if endpoint:
-            _validate_endpoint(f"OTEL_EXPORTER_OTLP_{signal}ENDPOINT", endpoint)
-        headers = environ.get(f"OTEL_EXPORTER_OTLP_{signal}HEADERS")
-        if headers:
-            _validate_headers(f"OTEL_EXPORTER_OTLP_{signal}HEADERS", headers)
-    if nothing_configured(environ):
-        file_path = Path(environ.get(env.TORCH_OTEL_FILE) or default_path())
-        return ExportPlan({signal: "file" for signal in SIGNALS}, protocols, file_path)
-    return ExportPlan(exporters, protocols)
 
 
 def build_resource(environ: Mapping[str, str] | None = None) -> Resource:
@@ -135,7 +53,7 @@ def build_resource(environ: Mapping[str, str] | None = None) -> Resource:
         pass
     for variable, key in _RANK_VARIABLES.items():
         value = environ.get(variable, "")
-        if value.isdigit():
+        if value.isascii() and value.isdigit():  # torchrun's own values; anything else is not a rank
             attributes[key] = int(value)
     return Resource.create(attributes)
 
@@ -197,7 +115,7 @@ def _wire_log_sink(plan: ExportPlan, resource: Resource, settings: Settings) -> 
 def _sdk_log_queue_size(settings: Settings) -> int:
     """Large enough for what the bridge hands over in one go, and never below the SDK's batch size."""
     raw_batch = os.environ.get("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", "")
-    batch = int(raw_batch) if raw_batch.isdigit() else 512
+    batch = int(raw_batch) if raw_batch.isascii() and raw_batch.isdigit() else 512
     return max(settings.queue_size, 2048, batch)
 
 
@@ -251,15 +169,17 @@ class CountingLogProcessor(LogRecordProcessor):
         return True
 
 
-class CountingMetricExporter(ForkSafeExporter, MetricExporter):
+class CountingMetricExporter(MetricExporter):
     """Settles every metric export request in the metrics tally and skips collections without a point, so a
     process with nothing to say sends and writes nothing. In a forked child it sends nothing at all: the child's
     metrics have a provider of their own, and these instruments hold the parent's cumulative values."""
 
     def __init__(self, inner: MetricExporter, tally: Tally) -> None:
-        ForkSafeExporter.__init__(self, lambda: inner)
-        MetricExporter.__init__(self, inner._preferred_temporality, inner._preferred_aggregation)
+        super().__init__(inner._preferred_temporality, inner._preferred_aggregation)
+        self._inner = inner
         self._tally = tally
+        self._pid = os.getpid()
+        self._closed = False
 
     def export(self, metrics_data: Any, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
         if self._pid != os.getpid() or not _has_points(metrics_data):
@@ -276,8 +196,13 @@ class CountingMetricExporter(ForkSafeExporter, MetricExporter):
         return self._inner.force_flush(timeout_millis)
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
-        if self._pid == os.getpid():
-            self.close()
+        self.close()
+
+    def close(self) -> None:
+        """Shut the exporter down once, in the process that built it (see ``ForkSafeExporter.close``)."""
+        if self._pid == os.getpid() and not self._closed:
+            self._closed = True
+            self._inner.shutdown()
 
 
 def _has_points(metrics_data: Any) -> bool:

@@ -5,25 +5,46 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Mapping, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 from torch_otel import environment_variables as env
 
 T = TypeVar("T")
 
-_SIZE_PATTERN = re.compile(r"\s*(\d+)\s*(|b|kib|kb|k|mib|mb|m)\s*", re.IGNORECASE)
+# ASCII only: ``\d`` and ``str.isdigit`` accept other scripts' digits (and ``²``), which ``int`` then rejects or reads.
+_SIZE_PATTERN = re.compile(r"[ \t]*([0-9]{1,30})[ \t]*(|b|kib|kb|k|mib|mb|m)[ \t]*", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1 << 20, "mb": 1 << 20, "mib": 1 << 20}
+_WHOLE_NUMBER = re.compile(r"[ \t]*([0-9]{1,30})[ \t]*")
+_DECIMAL_NUMBER = re.compile(r"[ \t]*([0-9]{1,30}(?:\.[0-9]{0,30})?|\.[0-9]{1,30})[ \t]*")
 _TRUE = ("1", "true", "on", "yes")
 _FALSE = ("0", "false", "off", "no")
+MASK = "***"
+
+# Limits of torch-otel's numeric settings (README, Settings; environment_variables.py).
+MAX_BODY_BYTES_RANGE = (256, 64 << 20)  # 256 B .. 64 MiB
+MAX_BATCH_BYTES_RANGE = (64 << 10, 256 << 20)  # 64 KiB .. 256 MiB
+QUEUE_SIZE_RANGE = (1, 10_000_000)  # records
+QUEUE_BYTES_RANGE = (1 << 20, 16 << 30)  # 1 MiB .. 16 GiB
+SHUTDOWN_TIMEOUT_MAX = 600.0  # seconds
 
 
 class SettingsError(ValueError):
-    """A torch-otel or OTEL_* setting has a value that cannot be used."""
+    """A torch-otel or OTEL_* setting has a value that cannot be used. ``value`` is what the message shows: callers
+    pass a masked form for anything that may hold a secret (header values, URL credentials)."""
 
-    def __init__(self, variable: str, value: str, valid: str) -> None:
+    def __init__(self, variable: str, value: str, valid: str, problem: str | None = None) -> None:
         self.variable = variable
         self.value = value
-        super().__init__(f"{variable}={value!r} is not valid: expected {valid}.")
+        why = f" ({problem})" if problem else ""
+        super().__init__(f"{variable}={_one_line(value)!r} is not valid{why}: expected {valid}.")
+
+
+def _one_line(value: str) -> str:
+    """Long or multi-line values are shortened so the message stays one paragraph."""
+    flat = value if value.isprintable() else "".join(ch if ch.isprintable() else " " for ch in value)
+    return flat if len(flat) <= 200 else flat[:200] + "..."
 
 
 def parse_bool(variable: str, raw: str) -> bool:
@@ -35,30 +56,111 @@ def parse_bool(variable: str, raw: str) -> bool:
     raise SettingsError(variable, raw, "one of on/off, true/false, 1/0, yes/no")
 
 
-def parse_size(variable: str, raw: str, minimum: int = 1) -> int:
+def parse_number(variable: str, raw: str, minimum: float, maximum: float, valid: str, decimal: bool = False) -> float:
+    """The one strict number parser of every numeric setting: ASCII digits only (``decimal`` also takes one ``.``;
+    no sign, exponent, ``_``, ``inf``/``nan`` or other scripts' digits), within ``minimum``..``maximum``. ``valid``
+    says what is valid, limits included. Returns an ``int`` unless ``decimal``."""
+    match = (_DECIMAL_NUMBER if decimal else _WHOLE_NUMBER).fullmatch(raw)
+    if match is None:
+        raise SettingsError(variable, raw, valid)
+    number = float(match.group(1)) if decimal else int(match.group(1))
+    if not minimum <= number <= maximum:
+        raise SettingsError(variable, raw, valid)
+    return number
+
+
+def parse_size(variable: str, raw: str, minimum: int = 1, maximum: int = MAX_BATCH_BYTES_RANGE[1]) -> int:
+    valid = (f"a whole number of bytes from {_bytes(minimum)} to {_bytes(maximum)}, optionally with a KiB or MiB "
+             "suffix (e.g. 65536 or 64KiB)")
     match = _SIZE_PATTERN.fullmatch(raw)
-    if match is None or int(match.group(1)) * _SIZE_UNITS[match.group(2).lower()] < minimum:
-        raise SettingsError(
-            variable, raw, f"a whole number of bytes of at least {minimum}, optionally with a KiB or MiB suffix (e.g. 65536 or 64KiB)"
-        )
-    return int(match.group(1)) * _SIZE_UNITS[match.group(2).lower()]
+    if match is None:
+        raise SettingsError(variable, raw, valid)
+    size = int(match.group(1)) * _SIZE_UNITS[match.group(2).lower()]
+    if not minimum <= size <= maximum:
+        raise SettingsError(variable, raw, valid)
+    return size
 
 
-def parse_count(variable: str, raw: str, minimum: int = 1) -> int:
-    stripped = raw.strip()
-    if not stripped.isdigit() or int(stripped) < minimum:
-        raise SettingsError(variable, raw, f"a whole number of at least {minimum}")
-    return int(stripped)
+def _bytes(size: int) -> str:
+    for unit, factor in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if size >= factor and size % factor == 0:
+            return f"{size // factor} {unit}"
+    return f"{size} bytes"
 
 
-def parse_seconds(variable: str, raw: str) -> float:
-    try:
-        seconds = float(raw)
-    except ValueError:
-        seconds = -1.0
-    if not 0 < seconds <= 600:
-        raise SettingsError(variable, raw, "a number of seconds greater than 0 and at most 600 (e.g. 5 or 0.5)")
+def parse_count(variable: str, raw: str, minimum: int = 1, maximum: int = QUEUE_SIZE_RANGE[1]) -> int:
+    return int(parse_number(variable, raw, minimum, maximum, f"a whole number from {minimum} to {maximum}"))
+
+
+def parse_seconds(variable: str, raw: str, maximum: float = SHUTDOWN_TIMEOUT_MAX) -> float:
+    valid = f"a number of seconds greater than 0 and at most {maximum:g} (e.g. 5 or 0.5)"
+    seconds = parse_number(variable, raw, 0, maximum, valid, decimal=True)
+    if seconds <= 0:
+        raise SettingsError(variable, raw, valid)
     return seconds
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its userinfo and credential-like query values replaced by ``***``."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable URL, hidden>"
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = f"{MASK}@{netloc.rpartition('@')[2]}"
+    query = "&".join(_mask_query_item(item) for item in parts.query.split("&")) if parts.query else ""
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def _mask_query_item(item: str) -> str:
+    key, sep, _ = item.partition("=")
+    return f"{key}={MASK}" if sep and SENSITIVE_NAME.search(key) else item
+
+
+SENSITIVE_NAME = re.compile(r"token|key|secret|pass|auth|sig|cred|session", re.IGNORECASE)
+
+
+def check_endpoint(variable: str, raw: str, grpc: bool) -> None:
+    """The one endpoint check of `torch-otel run` (via ``export_plan``) and `torch-otel doctor`: an http(s) URL with a
+    host and a valid port, and no credentials in it when the gRPC exporter uses it (gRPC would treat
+    ``user:password@host`` as a host name, and print it). The value is shown masked."""
+    shown = mask_url(raw)
+    try:
+        parts = urlsplit(raw)
+        _ = parts.port
+    except ValueError:
+        parts = urlsplit("")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SettingsError(variable, shown, "an http:// or https:// URL with a host and an optional port from 0 "
+                            "to 65535, e.g. http://localhost:4317")
+    if grpc and "@" in parts.netloc:
+        raise SettingsError(variable, shown, "a URL without user:password@ for the OTLP gRPC exporter (it would look "
+                            "up a host named after them); put credentials in OTEL_EXPORTER_OTLP_HEADERS instead",
+                            "credentials in the URL")
+
+
+def parse_file_path(variable: str, raw: str) -> Path:
+    """TORCH_OTEL_FILE (or the default file): a path that is not a directory, in an existing directory this user can
+    write to (the file itself is created by the first process with something to export)."""
+    path = Path(raw)
+    try:
+        if raw.strip() == "" or "\0" in raw:
+            raise SettingsError(variable, raw, "a file path")
+        if path.is_dir():
+            raise SettingsError(variable, raw, "a file path, not a directory", "it is a directory")
+        directory = path.parent
+        if not directory.is_dir():
+            raise SettingsError(variable, raw, "a file path in an existing directory",
+                                f"there is no directory {str(directory)!r}")
+        if not os.access(directory, os.W_OK | os.X_OK):
+            raise SettingsError(variable, raw, "a file path in a directory this user can write to",
+                                f"cannot write to {str(directory)!r}")
+        if path.exists() and not os.access(path, os.W_OK):
+            raise SettingsError(variable, raw, "a file this user can append to", "the file is not writable")
+    except OSError as error:  # e.g. a name too long
+        raise SettingsError(variable, raw, "a file path", error.strerror or type(error).__name__) from None
+    return path
 
 
 def parse_path_mode(variable: str, raw: str) -> str:
@@ -74,6 +176,7 @@ class Settings:
     max_body_bytes: int = 64 * 1024
     max_batch_bytes: int = 3 * 1024 * 1024
     queue_size: int = 20_000
+    queue_bytes: int = 32 * 1024 * 1024
     shutdown_timeout: float = 5.0
     spans: bool = True
     structured: bool = False
@@ -94,11 +197,13 @@ class Settings:
 
         return cls(
             torch_stderr=read(env.TORCH_OTEL_TORCH_STDERR, parse_bool, defaults.torch_stderr),
-            max_body_bytes=read(env.TORCH_OTEL_MAX_BODY_BYTES, lambda v, r: parse_size(v, r, 256), defaults.max_body_bytes),
-            max_batch_bytes=read(
-                env.TORCH_OTEL_MAX_BATCH_BYTES, lambda v, r: parse_size(v, r, 64 * 1024), defaults.max_batch_bytes
-            ),
+            max_body_bytes=read(env.TORCH_OTEL_MAX_BODY_BYTES, lambda v, r: parse_size(v, r, *MAX_BODY_BYTES_RANGE),
+                                defaults.max_body_bytes),
+            max_batch_bytes=read(env.TORCH_OTEL_MAX_BATCH_BYTES, lambda v, r: parse_size(v, r, *MAX_BATCH_BYTES_RANGE),
+                                 defaults.max_batch_bytes),
             queue_size=read(env.TORCH_OTEL_QUEUE_SIZE, parse_count, defaults.queue_size),
+            queue_bytes=read(env.TORCH_OTEL_QUEUE_BYTES, lambda v, r: parse_size(v, r, *QUEUE_BYTES_RANGE),
+                             defaults.queue_bytes),
             shutdown_timeout=read(env.TORCH_OTEL_SHUTDOWN_TIMEOUT, parse_seconds, defaults.shutdown_timeout),
             spans=read(env.TORCH_OTEL_SPANS, parse_bool, defaults.spans),
             structured=read(env.TORCH_OTEL_STRUCTURED, parse_bool, defaults.structured),

@@ -7,6 +7,8 @@
     inductor          one inductor compile (the default backend), which makes torch start its own helpers: the
                       CPU-feature probes, and (with TORCHINDUCTOR_COMPILE_THREADS > 1) the compile-worker pool
                       that inductor warms up on machines with Triton, started here as inductor starts it there
+    drop-then-fork    floods a tiny queue (set TORCH_OTEL_QUEUE_SIZE) so records are dropped, then os.fork()s a child
+                      that leaves through sys.exit, running its own exit
     steady N [SIZE]   compiles with one recompile and logs N records of SIZE bytes (default: short) through torch's
                       dynamo logger; deterministic
 """
@@ -72,6 +74,17 @@ def steady(count: int, size: int = 0) -> dict:
     return {"pid": os.getpid()}
 
 
+def drop_then_fork() -> dict:
+    log = logging.getLogger("torch._dynamo")
+    for index in range(200):
+        log.warning("flood-%d", index)
+    child = os.fork()
+    if child == 0:
+        sys.exit(0)
+    os.waitpid(child, 0)
+    return {"pid": os.getpid(), "child_pid": child}
+
+
 def main() -> None:
     mode, *args = sys.argv[1:]
     if mode == "bare-children":
@@ -85,6 +98,8 @@ def main() -> None:
         AsyncCompile.wait_pool_ready()
         compile_once("inductor")
         report = {"pid": os.getpid()}
+    elif mode == "drop-then-fork":
+        report = drop_then_fork()
     elif mode == "steady":
         report = steady(*map(int, args))
     else:

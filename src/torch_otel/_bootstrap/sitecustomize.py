@@ -30,11 +30,19 @@ def _leave_sys_path() -> None:
     sys.path[:] = [entry for entry in sys.path if os.path.abspath(entry or ".") != _HERE]
 
 
+def _say(message: str) -> None:
+    """torch_otel.console.say, without importing the package: a line on stderr, if there is one."""
+    try:
+        sys.stderr.write(f"torch-otel: {message}\n")
+    except (AttributeError, OSError, ValueError):
+        pass
+
+
 def _start_torch_otel(torch_module: object) -> None:
     try:
         from torch_otel import autostart
     except Exception as error:  # noqa: BLE001 - never raise into the program's `import torch`
-        sys.stderr.write(f"torch-otel: not importable from {sys.executable} ({error}); running without it.\n")
+        _say(f"not importable from {sys.executable} ({error}); running without it.")
         return
     autostart.start_after_torch_import()
 
@@ -55,7 +63,7 @@ class _LoadWraptOnTorchImport:
 
             wrapt.importer.register_post_import_hook(_start_torch_otel, "torch")
         except Exception as error:  # noqa: BLE001 - the program runs without torch-otel rather than not at all
-            sys.stderr.write(f"torch-otel: cannot watch for `import torch` ({error}); running without torch-otel.\n")
+            _say(f"cannot watch for `import torch` ({error}); running without torch-otel.")
             return None
         for finder in sys.meta_path:
             if isinstance(finder, wrapt.importer.ImportHookFinder):

@@ -1,0 +1,244 @@
+"""Reads and checks the standard OTEL_* exporter variables (and TORCH_OTEL_FILE) into an ``ExportPlan``: which
+exporter, protocol, endpoint and headers each signal gets. It imports nothing of the OpenTelemetry SDK, so
+`torch-otel run` and `doctor` check a setup in milliseconds, exactly as the exporters will read it."""
+
+from __future__ import annotations
+
+import datetime
+import importlib.util
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+from urllib.parse import unquote
+
+from torch_otel import environment_variables as env
+from torch_otel.settings import SettingsError, check_endpoint, parse_bool, parse_file_path, parse_number
+
+
+def default_path(directory: str | os.PathLike[str] = ".") -> Path:
+    """The embedded default's file for a run started now by this process: ``torch-otel-<date>-<time>-<pid>.jsonl``."""
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path(directory) / f"torch-otel-{stamp}-{os.getpid()}.jsonl"
+
+
+SIGNALS = ("traces", "logs", "metrics")
+PROTOCOLS = ("grpc", "http/protobuf")
+EXPORTERS = ("otlp", "console", "none")
+METRIC_EXPORTERS = EXPORTERS + ("prometheus",)
+@dataclass(frozen=True)
+class ExportPlan:
+    """What each signal is exported with, decided from the environment before anything is built."""
+
+    exporters: dict[str, str]
+    protocols: dict[str, str]
+    file_path: Path | None = None
+
+
+def nothing_configured(environ: Mapping[str, str]) -> bool:
+    """No OTLP endpoint and no exporter chosen for any signal: torch-otel run's embedded default applies."""
+    variables = ["OTEL_EXPORTER_OTLP_ENDPOINT"] + [
+        name for signal in SIGNALS for name in (f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT",
+                                                f"OTEL_{signal.upper()}_EXPORTER")
+    ]
+    return not any(environ.get(name) for name in variables)
+
+
+def sdk_disabled(environ: Mapping[str, str] | None = None) -> bool:
+    raw = (os.environ if environ is None else environ).get("OTEL_SDK_DISABLED", "")
+    return raw != "" and parse_bool("OTEL_SDK_DISABLED", raw)
+
+
+def _validate_endpoint(variable: str, raw: str, grpc: bool = False) -> None:
+    check_endpoint(variable, raw, grpc)
+
+
+# The header syntax of opentelemetry.util.re.parse_env_headers(liberal=True), which the OTLP exporters use: what it
+# rejects it logs, whole header and secret included, and drops.
+_OWS = r"[ \t]*"
+_HEADER_KEY = r"[\x21\x23-\x27\x2a\x2b\x2d\x2e\x30-\x39\x41-\x5a\x5e-\x7a\x7c\x7e]+"
+_STRICT_HEADER = re.compile(rf"{_OWS}{_HEADER_KEY}{_OWS}={_OWS}[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*{_OWS}")
+_LIBERAL_HEADER = re.compile(
+    rf"{_OWS}{_HEADER_KEY}{_OWS}={_OWS}[\x20\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*{_OWS}")
+_HEADER_DELIMITER = re.compile(r"[ \t]*,[ \t]*")
+_SAFE_KEY = re.compile(_HEADER_KEY)
+_GRPC_KEY = re.compile(r"[0-9a-z_.-]+")  # gRPC metadata keys; values must be printable ASCII (both transports here)
+_PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]*")
+_HEADERS_VALID = (
+    "comma-separated key=value pairs, e.g. api-key=SECRET,team=ml, with URL-encoded values: a value may hold "
+    'printable ASCII and spaces except the characters " ; \\ and comma, written %22 %3B %5C %2C; decoded, a value '
+    "must be printable ASCII for grpc (Latin-1 for http/protobuf), and a grpc key only lower-case letters, digits, "
+    "- _ and ."
+)
+_HTTP_VALUE = re.compile(r"[\x20-\x7e\xa0-\xff]*")  # what http.client can send as a header value
+
+
+def parse_headers(variable: str, raw: str, grpc: bool = False) -> dict[str, str]:
+    """Parse ``raw`` exactly as the OTLP exporters do, raising ``SettingsError`` for anything they would drop (with a
+    warning that prints the header) or their transport would refuse. The message shows header keys, never a value."""
+    headers: dict[str, str] = {}
+    shown: list[str] = []
+    problem = None
+    for index, item in enumerate(_HEADER_DELIMITER.split(raw), 1):
+        if not item:
+            continue
+        stripped = item.strip()
+        name = stripped.partition("=")[0].strip()
+        label = f"{name.lower()}=***" if "=" in stripped and _SAFE_KEY.fullmatch(name) else f"<item {index} hidden>"
+        shown.append(label)
+        if problem is not None:
+            continue
+        if _STRICT_HEADER.fullmatch(stripped):
+            key, value = (unquote(part).strip() for part in stripped.split("=", 1))
+            key = key.lower()
+        elif _LIBERAL_HEADER.fullmatch(stripped):
+            key, value = (part.strip() for part in stripped.split("=", 1))
+            key = key.lower()
+        elif "=" not in stripped:
+            problem = f"item {index} is not key=value"
+            continue
+        elif not _SAFE_KEY.fullmatch(name):
+            problem = f"the key of item {index} has a character a header name cannot have"
+            continue
+        else:
+            problem = f"the value of header {name.lower()!r} has a character that must be URL-encoded"
+            continue
+        if not key or (grpc and not _GRPC_KEY.fullmatch(key)) or not _SAFE_KEY.fullmatch(key):
+            problem = f"the key of item {index} is not a valid {'gRPC metadata' if grpc else 'header'} name"
+        elif not (_PRINTABLE_ASCII if grpc else _HTTP_VALUE).fullmatch(value):
+            problem = (f"the value of header {key!r} decodes to a character the {'grpc' if grpc else 'http'} "
+                       "exporter cannot send")
+        else:
+            headers[key] = value
+    if problem is not None:
+        raise SettingsError(variable, ",".join(shown), _HEADERS_VALID, problem)
+    return headers
+
+
+def _validate_headers(variable: str, raw: str, grpc: bool = False) -> None:
+    parse_headers(variable, raw, grpc)
+
+
+# Numeric OTEL_* variables the SDK reads (the BSP/BLRP/metric ones in milliseconds): (minimum, maximum, unit).
+OTEL_NUMBERS = {
+    "OTEL_BSP_SCHEDULE_DELAY": (1, 3_600_000, "milliseconds"),
+    "OTEL_BSP_EXPORT_TIMEOUT": (1, 600_000, "milliseconds"),
+    "OTEL_BSP_MAX_QUEUE_SIZE": (1, 10_000_000, "spans"),
+    "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": (1, 10_000_000, "spans"),
+    "OTEL_BLRP_SCHEDULE_DELAY": (1, 3_600_000, "milliseconds"),
+    "OTEL_BLRP_EXPORT_TIMEOUT": (1, 600_000, "milliseconds"),
+    "OTEL_BLRP_MAX_QUEUE_SIZE": (1, 10_000_000, "log records"),
+    "OTEL_BLRP_MAX_EXPORT_BATCH_SIZE": (1, 10_000_000, "log records"),
+    "OTEL_METRIC_EXPORT_INTERVAL": (1, 3_600_000, "milliseconds"),
+    "OTEL_METRIC_EXPORT_TIMEOUT": (1, 600_000, "milliseconds"),
+    "OTEL_EXPORTER_PROMETHEUS_PORT": (1, 65_535, "port"),
+}
+OTLP_TIMEOUT_MAX = 600.0  # seconds, OTEL_EXPORTER_OTLP_TIMEOUT and OTEL_EXPORTER_OTLP_<SIGNAL>_TIMEOUT
+TLS_FILES = ("CERTIFICATE", "CLIENT_KEY", "CLIENT_CERTIFICATE")
+
+
+def parse_otel_number(variable: str, raw: str) -> int:
+    """One numeric OTEL_* value (see ``OTEL_NUMBERS``), strictly: the SDK reads an empty value as a bad number."""
+    low, high, unit = OTEL_NUMBERS[variable]
+    valid = f"a whole number of {unit} from {low} to {high}" + (" (set but empty is not unset; unset it instead)"
+                                                                if raw == "" else "")
+    return int(parse_number(variable, raw, low, high, valid))
+
+
+def parse_otlp_timeout(variable: str, raw: str) -> float:
+    valid = (f"a number of seconds greater than 0 and at most {OTLP_TIMEOUT_MAX:g} (e.g. 10 or 2.5; the Python "
+             "exporters read seconds, not milliseconds)")
+    seconds = parse_number(variable, raw, 0, OTLP_TIMEOUT_MAX, valid, decimal=True)
+    if seconds <= 0:
+        raise SettingsError(variable, raw, valid)
+    return seconds
+
+
+def _check_tls_file(variable: str, path: str) -> None:
+    if not os.path.isfile(path):
+        problem = "it is a directory" if os.path.isdir(path) else "no such file"
+        raise SettingsError(variable, path, "the path of an existing, readable PEM file", problem)
+    if not os.access(path, os.R_OK):
+        raise SettingsError(variable, path, "the path of an existing, readable PEM file", "cannot read it")
+
+
+def _readers(environ: Mapping[str, str], exporters: Mapping[str, str], protocols: Mapping[str, str],
+             suffix: str) -> dict[str, set[str]]:
+    """OTEL_EXPORTER_OTLP_[<SIGNAL>_]<suffix> -> the protocols of the OTLP signals that read it."""
+    readers: dict[str, set[str]] = {}
+    for signal in SIGNALS:
+        if exporters[signal] == "otlp":
+            own = f"OTEL_EXPORTER_OTLP_{signal.upper()}_{suffix}"
+            variable = own if environ.get(own) else f"OTEL_EXPORTER_OTLP_{suffix}"
+            readers.setdefault(variable, set()).add(protocols[signal])
+    return readers
+
+
+def export_plan(environ: Mapping[str, str] | None = None, problems: list[SettingsError] | None = None) -> ExportPlan:
+    """Validate the OTEL_* exporter settings and pick an exporter and protocol per signal. Raises the first
+    ``SettingsError``; with ``problems`` (doctor), every problem found after the exporters and protocols are
+    known is appended there instead, so all of them are reported."""
+    environ = os.environ if environ is None else environ
+    exporters, protocols = {}, {}
+    default_protocol = environ.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "grpc"
+    for signal in SIGNALS:
+        variable = f"OTEL_{signal.upper()}_EXPORTER"
+        exporter = (environ.get(variable) or "otlp").strip()
+        allowed = METRIC_EXPORTERS if signal == "metrics" else EXPORTERS
+        if exporter not in allowed:
+            raise SettingsError(variable, exporter, "one of " + ", ".join(allowed))
+        if exporter == "prometheus" and importlib.util.find_spec("opentelemetry.exporter.prometheus") is None:
+            raise SettingsError(variable, exporter, "a metrics exporter whose package is installed; for prometheus, "
+                                "pip install 'torch-otel[prometheus]' (opentelemetry-exporter-prometheus)")
+        exporters[signal] = exporter
+        protocol_variable = f"OTEL_EXPORTER_OTLP_{signal.upper()}_PROTOCOL"
+        protocol = environ.get(protocol_variable) or default_protocol
+        if protocol not in PROTOCOLS:
+            shown = protocol_variable if environ.get(protocol_variable) else "OTEL_EXPORTER_OTLP_PROTOCOL"
+            raise SettingsError(shown, protocol, "grpc or http/protobuf")
+        protocols[signal] = protocol
+
+    def check(validate: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return validate(*args)
+        except SettingsError as error:
+            if problems is None:
+                raise
+            problems.append(error)
+            return None
+
+    endpoint_readers = _readers(environ, exporters, protocols, "ENDPOINT")
+    header_readers = _readers(environ, exporters, protocols, "HEADERS")
+    for signal in ("",) + tuple(f"{s.upper()}_" for s in SIGNALS):
+        prefix = f"OTEL_EXPORTER_OTLP_{signal}"
+        if environ.get(prefix + "ENDPOINT"):
+            check(_validate_endpoint, prefix + "ENDPOINT", environ[prefix + "ENDPOINT"],
+                  "grpc" in endpoint_readers.get(prefix + "ENDPOINT", ()))
+        if environ.get(prefix + "HEADERS"):
+            check(_validate_headers, prefix + "HEADERS", environ[prefix + "HEADERS"],
+                  "grpc" in header_readers.get(prefix + "HEADERS", ()))
+        if prefix + "TIMEOUT" in environ:
+            check(parse_otlp_timeout, prefix + "TIMEOUT", environ[prefix + "TIMEOUT"])
+        for suffix in TLS_FILES:
+            if environ.get(prefix + suffix):
+                check(_check_tls_file, prefix + suffix, environ[prefix + suffix])
+    numbers = {variable: check(parse_otel_number, variable, environ[variable])
+               for variable in OTEL_NUMBERS if variable in environ}
+    batch = numbers.get("OTEL_BSP_MAX_EXPORT_BATCH_SIZE") or 512  # the SDK's defaults
+    queue = numbers.get("OTEL_BSP_MAX_QUEUE_SIZE") or 2048
+    if batch > queue and environ.get("OTEL_BSP_MAX_EXPORT_BATCH_SIZE"):
+        check(_fail, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", str(batch),
+              f"at most {queue}, the span queue (OTEL_BSP_MAX_QUEUE_SIZE; the SDK refuses a larger batch)")
+    elif batch > queue:
+        check(_fail, "OTEL_BSP_MAX_QUEUE_SIZE", str(queue),
+              f"at least {batch}, the SDK's default span batch (or set OTEL_BSP_MAX_EXPORT_BATCH_SIZE lower)")
+    if nothing_configured(environ):
+        raw_file = environ.get(env.TORCH_OTEL_FILE) or str(default_path())
+        file_path = check(parse_file_path, env.TORCH_OTEL_FILE, raw_file) or Path(raw_file)
+        return ExportPlan({signal: "file" for signal in SIGNALS}, protocols, file_path)
+    return ExportPlan(exporters, protocols)
+
+
+def _fail(variable: str, raw: str, valid: str) -> None:
+    raise SettingsError(variable, raw, valid)
