@@ -130,9 +130,9 @@ def otlp_log_pipeline(endpoint: str, queue_size: int, byte_budget: int | None) -
 
     exporter: Any = OTLPLogExporter(endpoint=endpoint, insecure=True)
     if byte_budget is not None:
-        from torch_otel.log_batching import ByteBudgetLogExporter
+        from torch_otel.exporters.log_batching import ByteBudgetLogExporter
 
-        from torch_otel.delivery import Tally
+        from torch_otel.exporters.delivery import Tally
 
         inner = exporter
         exporter = ByteBudgetLogExporter(lambda: inner, byte_budget, Tally())
@@ -227,7 +227,7 @@ def fast_path_sink(endpoint: str, sent: dict[str, int]) -> Any:
     """The OTLP log sink `torch-otel run` builds: records encoded straight to OTLP, sent by the SDK's gRPC
     transport; ``sent`` counts what the collector accepted and what failed."""
     import torch
-    from torch_otel.otlp_wire import LogEncoder, WireLogSink, grpc_log_exporter_for_bytes
+    from torch_otel.exporters.otlp_wire import LogEncoder, WireLogSink, grpc_log_exporter_for_bytes
 
     exporter = grpc_log_exporter_for_bytes(endpoint=endpoint, insecure=True)
     send = exporter.send
@@ -238,7 +238,7 @@ def fast_path_sink(endpoint: str, sent: dict[str, int]) -> Any:
         return ok
 
     exporter.send = counting_send
-    from torch_otel.delivery import Tally
+    from torch_otel.exporters.delivery import Tally
 
     return WireLogSink(exporter, LogEncoder({"service.name": "torch-otel-bench"}, str(torch.__version__)),
                        torch_otel_settings(1).max_batch_bytes, Tally())
@@ -572,7 +572,7 @@ class HandlerTimer:
     CPU, not wall: a GIL hand-off to the export thread inside the handler would count that export twice."""
 
     def __init__(self) -> None:
-        from torch_otel.log_handler import TorchLogHandler
+        from torch_otel.capture.log_handler import TorchLogHandler
 
         self.ns = 0
         self.calls = 0

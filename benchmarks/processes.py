@@ -32,7 +32,7 @@ from typing import Any, Callable
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _collector import BlackholeCollector, TcpBlackhole, free_port  # noqa: E402
 
-from torch_otel.cli import child_environment  # noqa: E402
+from torch_otel.tools.cli import child_environment  # noqa: E402
 
 PYTHON = sys.executable
 TORCH_OTEL = str(Path(sys.executable).parent / "torch-otel")

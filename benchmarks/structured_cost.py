@@ -19,7 +19,7 @@ from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, InMemoryLogR
 from opentelemetry.sdk.trace import TracerProvider
 
 import torch_otel
-from torch_otel.settings import Settings
+from torch_otel.config.settings import Settings
 
 MODES = {"off": None, "spans only": Settings(), "structured": Settings(structured=True)}
 

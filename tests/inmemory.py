@@ -11,7 +11,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
 import torch_otel
-from torch_otel.settings import Settings
+from torch_otel.config.settings import Settings
 
 
 class LogCapture:

@@ -23,9 +23,9 @@ from opentelemetry.trace import StatusCode
 import torch_otel
 from torch_otel import catalog
 from torch_otel.instrumentor import TorchInstrumentor
-from torch_otel.log_handler import TorchLogHandler
-from torch_otel.settings import Settings
-from torch_otel.torch_hooks import FEATURES, supported_features
+from torch_otel.capture.log_handler import TorchLogHandler
+from torch_otel.config.settings import Settings
+from torch_otel.capture.torch_hooks import FEATURES, supported_features
 
 from inmemory import LogCapture
 from torch_state import preserved_torch_logging

@@ -13,10 +13,10 @@ from opentelemetry.sdk.metrics.export import (
 )
 from opentelemetry.sdk.trace.export import SpanExportResult
 
-from torch_otel import autostart
-from torch_otel.autostart import Losses
-from torch_otel.delivery import Ledger, Tally
-from torch_otel.sdk_setup import CountingMetricExporter, CountingSpanExporter, run_bounded
+from torch_otel.tools import autostart
+from torch_otel.tools.autostart import Losses
+from torch_otel.exporters.delivery import Ledger, Tally
+from torch_otel.exporters.sdk_setup import CountingMetricExporter, CountingSpanExporter, run_bounded
 
 
 class RecordingMetricExporter(MetricExporter):

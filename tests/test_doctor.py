@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from collector import free_port
-from torch_otel import doctor
-from torch_otel.torch_logs import TorchLogsError, current_registry, parse_torch_logs
+from torch_otel.tools import doctor
+from torch_otel.capture.torch_logs import TorchLogsError, current_registry, parse_torch_logs
 
 torch = pytest.importorskip("torch")
 internal = importlib.import_module("torch._logging._internal")
@@ -62,7 +62,7 @@ def bad_torch_logs_child(request: pytest.FixtureRequest) -> Iterator[subprocess.
     })
     code = textwrap.dedent("""
         import sys
-        from torch_otel import doctor
+        from torch_otel.tools import doctor
         sys.exit(doctor.main(sys.argv[1:]))
     """)
     proc = subprocess.Popen([PYTHON, "-c", code, "--timeout", "1"], env=env, text=True,
@@ -378,7 +378,7 @@ def test_torch_features_are_all_supported_on_this_torch():
     assert code == 0
     body = section(out, "torch")
     assert f"version: {torch.__version__}" in body
-    from torch_otel.torch_hooks import FEATURES
+    from torch_otel.capture.torch_hooks import FEATURES
 
     supported = [line for line in body.splitlines() if line.strip().startswith("supported")]
     assert len(supported) == len(FEATURES) + 1 and "missing" not in body

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from torch_otel.exporter_logs import RepeatLimiter, limit_sdk_warnings
+from torch_otel.exporters.exporter_logs import RepeatLimiter, limit_sdk_warnings
 
 
 class Clock:

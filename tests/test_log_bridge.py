@@ -12,10 +12,10 @@ from opentelemetry import trace
 
 import torch_otel
 from torch_otel import catalog
-from torch_otel.delivery import Tally
-from torch_otel.log_batching import ByteBudgetLogExporter, split_by_bytes
-from torch_otel.log_handler import TorchLogHandler
-from torch_otel.settings import Settings
+from torch_otel.exporters.delivery import Tally
+from torch_otel.exporters.log_batching import ByteBudgetLogExporter, split_by_bytes
+from torch_otel.capture.log_handler import TorchLogHandler
+from torch_otel.config.settings import Settings
 
 from inmemory import LogCapture, app_tracer, instrumented, recompiling_workload
 from torch_state import preserved_torch_logging
@@ -256,7 +256,7 @@ def test_trace_context_follows_the_current_span_per_record(capture):
 
 def test_records_logged_while_exporting_are_not_requeued(capture):
     """An exporter that logs through torch's loggers (e.g. a warning) must not loop back into the bridge."""
-    from torch_otel.log_handler import exporting
+    from torch_otel.capture.log_handler import exporting
 
     torch._logging.set_logs(dynamo=logging.DEBUG)
     with instrumented(capture, LOGS_ONLY):

@@ -17,8 +17,8 @@ import torch_otel
 from collector import TcpBlackhole
 from e2e import BIN, run_child
 from inmemory import LogCapture, instrumented
-from torch_otel.log_handler import CutText, held_bytes
-from torch_otel.settings import Settings
+from torch_otel.capture.log_handler import CutText, held_bytes
+from torch_otel.config.settings import Settings
 
 LOGGER = logging.getLogger("torch._dynamo")
 

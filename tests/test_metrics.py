@@ -12,9 +12,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import torch_otel
 from torch_otel import catalog
-from torch_otel.delivery import LEDGER
-from torch_otel.metrics import LabelCap, recompile_cause
-from torch_otel.settings import Settings
+from torch_otel.exporters.delivery import LEDGER
+from torch_otel.signals.metrics import LabelCap, recompile_cause
+from torch_otel.config.settings import Settings
 
 from inmemory import LogCapture, recompiling_workload
 from torch_state import preserved_torch_logging

@@ -12,9 +12,9 @@ from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
 from opentelemetry.sdk.resources import Resource
 
 import torch_otel
-from torch_otel.delivery import Tally
-from torch_otel.otlp_wire import EncodedBatch, LogEncoder, WireLogSink, any_value, varint
-from torch_otel.settings import Settings
+from torch_otel.exporters.delivery import Tally
+from torch_otel.exporters.otlp_wire import EncodedBatch, LogEncoder, WireLogSink, any_value, varint
+from torch_otel.config.settings import Settings
 
 from inmemory import LogCapture, app_tracer, instrumented, recompiling_workload
 from torch_state import preserved_torch_logging
@@ -86,7 +86,7 @@ def test_batches_stay_under_the_byte_budget_and_failures_are_counted():
     exporter = RecordingExporter(fail=True)
     encoder = LogEncoder({"service.name": "x"}, "1")
     sink = WireLogSink(exporter, encoder, 100_000, tally)
-    from torch_otel.otlp_wire import CallSite, WireRecord
+    from torch_otel.signals.log_records import CallSite, WireRecord
     from opentelemetry.context import Context
 
     site = CallSite("torch._dynamo", 5, "DEBUG", {}, None)

@@ -17,9 +17,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import torch_otel
-from torch_otel import redaction
-from torch_otel.redaction import Redactor
-from torch_otel.settings import Settings, SettingsError
+from torch_otel.signals import redaction
+from torch_otel.signals.redaction import Redactor
+from torch_otel.config.settings import Settings, SettingsError
 
 from e2e import BIN, ROOT, run_child
 from inmemory import LogCapture, recompiling_workload

@@ -25,13 +25,15 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any, Callable
 
+import markupsafe
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from torch_otel import catalog, report
-from torch_otel.report import Progress, ReportParseError, parse_line, read_files, render_text
-from torch_otel.report_html import render_html
+from torch_otel import catalog
+from torch_otel.tools import report
+from torch_otel.tools.report import Progress, ReportParseError, parse_line, read_files, reading, render_text
+from torch_otel.tools.report.html import render_html
 
 from torch_state import preserved_torch_logging
 
@@ -51,7 +53,7 @@ def graph_breaking_step(x):
     return y + 1
 
 
-EMBEDDED = "torch_otel.file_export"  # the embedded default's own writer
+EMBEDDED = "torch_otel.exporters.file_export"  # the embedded default's own writer
 PACKAGE = "opentelemetry-exporter-otlp-json-file"  # the official writer, when it is installed
 PACKAGE_MISSING = (f"{PACKAGE} is not installed (0.66b1 pins opentelemetry-exporter-otlp-common==0.66b1, which the "
                    "OTLP exporters 1.45.2 conflict with); the embedded default's writer is tested regardless")
@@ -97,7 +99,7 @@ def real_run(tmp_path_factory: pytest.TempPathFactory) -> RealRun:
     import torch
 
     import torch_otel
-    from torch_otel.file_export import JsonLinesFile, OtlpJsonLogExporter, OtlpJsonMetricExporter, OtlpJsonSpanExporter
+    from torch_otel.exporters.file_export import JsonLinesFile, OtlpJsonLogExporter, OtlpJsonMetricExporter, OtlpJsonSpanExporter
 
     directory = tmp_path_factory.mktemp("report")
     paths = {EMBEDDED: directory / "embedded.jsonl"}
@@ -378,7 +380,7 @@ def _write_cache_metrics(path: Path, temporality: str, adds: list[tuple[int, str
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMetricReader
 
-    from torch_otel.file_export import otlp_json_line
+    from torch_otel.exporters.file_export import otlp_json_line
 
     reader = InMemoryMetricReader(preferred_temporality={CounterInstrument: getattr(AggregationTemporality, temporality)})
     provider = MeterProvider(metric_readers=[reader])
@@ -518,8 +520,8 @@ def assert_limit_error(code: int, err: str, path: Any, limit: str, name: str) ->
 
 
 def test_gzip_bomb_without_newlines_stops_at_the_line_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(report, "MAX_LINE_BYTES", 256 * 1024)
-    monkeypatch.setattr(report, "READ_CHUNK_BYTES", 64 * 1024)
+    monkeypatch.setattr(reading, "MAX_LINE_BYTES", 256 * 1024)
+    monkeypatch.setattr(reading, "READ_CHUNK_BYTES", 64 * 1024)
     bomb = gzip_of(tmp_path / "bomb.jsonl.gz", (b"\0" * 65536, 256))  # 16 MiB inflated, no newline
     code, out, err = run_main(str(STATIC), str(bomb))
     assert_limit_error(code, err, bomb, "256 KiB", "--max-line-bytes")
@@ -540,7 +542,7 @@ def test_dev_zero_under_a_memory_limit_ends_with_the_limit_error():
         pytest.skip("no /dev/zero")
     resource = pytest.importorskip("resource")
     script = Path(sys.executable).with_name("torch-otel")
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "torch_otel.cli"]
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "torch_otel.tools.cli"]
 
     def one_gib_of_memory() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
@@ -551,14 +553,14 @@ def test_dev_zero_under_a_memory_limit_ends_with_the_limit_error():
 
 
 def test_many_blank_lines_are_read_up_to_the_file_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(report, "READ_CHUNK_BYTES", 64 * 1024)
+    monkeypatch.setattr(reading, "READ_CHUNK_BYTES", 64 * 1024)
     blank = gzip_of(tmp_path / "blank.jsonl.gz", (b"\n" * 65536, 64), (b" \r\n\t\n", 1000), (STATIC.read_bytes(), 1))
     code, out, err = run_main(str(blank))  # 4 MiB of blank lines, then the real ones: all read, quickly
     assert (code, err) == (0, "")
     lines = 64 * 65536 + 2000 + STATIC.read_bytes().count(b"\n")
     assert f"1 file, {lines} lines: 5 spans" in out
     assert "POST /predict" in out
-    monkeypatch.setattr(report, "MAX_FILE_BYTES", 1024 * 1024)
+    monkeypatch.setattr(reading, "MAX_FILE_BYTES", 1024 * 1024)
     code, out, err = run_main(str(blank))
     assert_limit_error(code, err, blank, "1 MiB", "--max-file-bytes")
     assert "longer than 1 MiB, the limit on one file (--max-file-bytes, counted after gzip decompression)" in err
@@ -568,8 +570,8 @@ def test_many_blank_lines_are_read_up_to_the_file_limit(tmp_path: Path, monkeypa
 
 def test_a_line_over_the_limit_stops_its_file_and_one_at_the_limit_is_only_malformed(tmp_path: Path,
                                                                                      monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(report, "MAX_LINE_BYTES", 16 * 1024)
-    monkeypatch.setattr(report, "READ_CHUNK_BYTES", 1000)  # lines cross chunk ends
+    monkeypatch.setattr(reading, "MAX_LINE_BYTES", 16 * 1024)
+    monkeypatch.setattr(reading, "READ_CHUNK_BYTES", 1000)  # lines cross chunk ends
     good = STATIC.read_bytes()
     first = good.count(b"\n")
     at_limit = tmp_path / "at-limit.jsonl"
@@ -625,19 +627,19 @@ def test_a_pipe_is_read_without_losing_its_first_bytes(tmp_path: Path):
 def test_chunked_line_splitting_matches_python_lines(pieces: list[bytes], chunk: int):
     data = b"".join(pieces)
     expected = [(n, line.removesuffix(b"\n")) for n, line in enumerate(io.BytesIO(data), 1) if line.strip()]
-    old_chunk = report.READ_CHUNK_BYTES
-    report.READ_CHUNK_BYTES = chunk
+    old_chunk = reading.READ_CHUNK_BYTES
+    reading.READ_CHUNK_BYTES = chunk
     try:
-        events = list(report._iter_lines("-", io.BytesIO(data)))
+        events = list(reading._iter_lines("-", io.BytesIO(data)))
     finally:
-        report.READ_CHUNK_BYTES = old_chunk
+        reading.READ_CHUNK_BYTES = old_chunk
     assert [(n, line) for n, line, _ in events if line is not None] == expected
     assert events[-1][0] == len(io.BytesIO(data).readlines())  # the count of lines, blank ones too
     assert events[-1][2] == len(data)
 
 
 def test_progress_moves_through_blank_lines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(report, "READ_CHUNK_BYTES", 64 * 1024)
+    monkeypatch.setattr(reading, "READ_CHUNK_BYTES", 64 * 1024)
     path = tmp_path / "blank.jsonl"
     path.write_bytes(b"\n" * (256 * 1024))
     stream = io.StringIO()
@@ -685,7 +687,7 @@ def test_html_is_self_contained_and_shows_compiles_and_reasons(real_run: RealRun
         assert f">torch.compile {compile_id}</div>" in page
     for _, reasons in truth_recompiles(real_run):
         for reason in reasons:
-            assert html.escape(reason) in page
+            assert markupsafe.escape(reason) in page  # escaped as the template engine escapes
     recompile_bars = [attrs for attrs in bars if "k-recompile" in attrs["class"]]
     assert len(recompile_bars) == len(truth_recompiles(real_run))
     assert all("recompile: " in attrs["title"] for attrs in recompile_bars)  # the reason on hover

@@ -15,8 +15,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from torch_otel.export_config import export_plan
-from torch_otel.sdk_setup import Providers
+from torch_otel.config.export_config import export_plan
+from torch_otel.exporters.sdk_setup import Providers
 
 
 class RecordingMetricExporter(MetricExporter):

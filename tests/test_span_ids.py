@@ -7,7 +7,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from inmemory import LogCapture, recompiling_workload
 from torch_state import preserved_torch_logging
-from torch_otel.settings import Settings
+from torch_otel.config.settings import Settings
 
 
 @pytest.fixture(autouse=True)

@@ -2,8 +2,10 @@
 
 from typing import Any
 
+import wrapt
+
 from torch_otel import catalog
-from torch_otel.torch_hooks import Phase, TorchHooks
+from torch_otel.capture.torch_hooks import Phase, TorchHooks
 
 
 class Recorder:
@@ -20,7 +22,7 @@ class Recorder:
 def feed(*events: tuple[str, str, int]) -> list[tuple[Any, ...]]:
     recorder = Recorder()
     seen: list[dict[str, Any]] = []
-    record = TorchHooks([recorder])._wrap_chromium_event(seen.append)
+    record = wrapt.FunctionWrapper(seen.append, TorchHooks([recorder]).record_chromium_event_internal)
     for kind, name, ts_us in events:
         record({"ph": kind, "name": name, "ts": ts_us, "args": {"compile_id": "0/0"}})
     assert len(seen) == len(events)  # torch always gets its event
@@ -50,7 +52,7 @@ def test_a_failing_listener_or_event_never_reaches_torch():
             raise RuntimeError
 
     seen: list[Any] = []
-    record = TorchHooks([Broken()])._wrap_chromium_event(seen.append)
+    record = wrapt.FunctionWrapper(seen.append, TorchHooks([Broken()]).record_chromium_event_internal)
     record({"ph": "B", "name": "dynamo", "ts": 0})
     record({"ph": "E", "name": "dynamo", "ts": "not a number"})
     assert len(seen) == 2

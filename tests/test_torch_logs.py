@@ -1,4 +1,4 @@
-"""torch_otel.torch_logs agrees with torch 2.13's TORCH_LOGS parser and leaves torch alone."""
+"""torch_otel.capture.torch_logs agrees with torch 2.13's TORCH_LOGS parser and leaves torch alone."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 torch = pytest.importorskip("torch")
 internal = importlib.import_module("torch._logging._internal")
 
-from torch_otel.torch_logs import (  # noqa: E402
+from torch_otel.capture.torch_logs import (  # noqa: E402
     Registry,
     TorchLogsError,
     TorchLogsSettings,
@@ -312,7 +312,7 @@ def test_torch_walk_agrees_before_anything_is_imported() -> None:
         """
         import copy, sys
         import torch._logging._internal as internal
-        from torch_otel.torch_logs import parse_torch_logs
+        from torch_otel.capture.torch_logs import parse_torch_logs
         for name in ["torch._dynamo", "torch._functorch", "torch.fx", "email"]:
             ours = parse_torch_logs(name).logger_levels
             original = internal.log_registry
@@ -471,7 +471,7 @@ def test_live_registry_survives_a_bad_torch_logs_import() -> None:
     script = textwrap.dedent(
         """
         import sys
-        from torch_otel.torch_logs import current_registry, live_registry, snapshot_registry
+        from torch_otel.capture.torch_logs import current_registry, live_registry, snapshot_registry
         assert "torch" not in sys.modules
         registry = live_registry()
         assert "torch" not in sys.modules  # the import of torch raised
@@ -509,7 +509,7 @@ def test_tuple_and_string_alias_values_are_accepted() -> None:
 
 
 def _run_python(script: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """Run script in a fresh interpreter with torch_otel.torch_logs importable.
+    """Run script in a fresh interpreter with torch_otel.capture.torch_logs importable.
 
     The package __init__ is bypassed so the child imports nothing but torch_logs.
     """

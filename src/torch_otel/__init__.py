@@ -8,26 +8,29 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from torch_otel.version import __version__
 
 _PUBLIC = {
-    "Settings": "torch_otel.settings",
-    "SettingsError": "torch_otel.settings",
+    "Settings": "torch_otel.config.settings",
+    "SettingsError": "torch_otel.config.settings",
     "TorchInstrumentor": "torch_otel.instrumentor",
-    "TorchLogsError": "torch_otel.torch_logs",
-    "TorchLogsSettings": "torch_otel.torch_logs",
+    "TorchLogsError": "torch_otel.capture.torch_logs",
+    "TorchLogsSettings": "torch_otel.capture.torch_logs",
     "flush": "torch_otel.instrumentor",
     "instrument": "torch_otel.instrumentor",
-    "parse_torch_logs": "torch_otel.torch_logs",
+    "parse_torch_logs": "torch_otel.capture.torch_logs",
     "uninstrument": "torch_otel.instrumentor",
 }
 
-__all__ = ["__version__", *_PUBLIC]
+__all__ = [
+    "Settings", "SettingsError", "TorchInstrumentor", "TorchLogsError", "TorchLogsSettings", "__version__", "flush",
+    "instrument", "parse_torch_logs", "uninstrument",
+]
 
 if TYPE_CHECKING:
     from torch_otel.instrumentor import TorchInstrumentor, flush, instrument, uninstrument
-    from torch_otel.settings import Settings, SettingsError
-    from torch_otel.torch_logs import TorchLogsError, TorchLogsSettings, parse_torch_logs
+    from torch_otel.config.settings import Settings, SettingsError
+    from torch_otel.capture.torch_logs import TorchLogsError, TorchLogsSettings, parse_torch_logs
 
 
 def __getattr__(name: str) -> Any:

@@ -9,76 +9,29 @@ import os
 import threading
 import time
 import weakref
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from opentelemetry._logs import LoggerProvider
 
 from torch_otel import catalog
-from torch_otel.log_handler import Component, RecordQueue, TorchLogHandler, exporting
-from torch_otel.log_records import LogRecordConverter
-from torch_otel.otlp_wire import WireLogSink
-from torch_otel.redaction import Redactor
-from torch_otel.settings import Settings
-from torch_otel.torch_import import torch_version
+from torch_otel.capture import torch_internals
+from torch_otel.capture.log_handler import (
+    Component,
+    RecordQueue,
+    TorchLogHandler,
+    exporting,
+)
+from torch_otel.capture.torch_import import torch_version
+from torch_otel.config.settings import Settings
+from torch_otel.exporters.otlp_wire import WireLogSink
+from torch_otel.signals.log_records import LogRecordConverter
+from torch_otel.signals.redaction import Redactor
 
 _EXPORT_INTERVAL_S = 0.2
 _MAX_DEFERRED_TICKS = 10  # export at least every 2 s, burst or not
 _FORK_WAIT_S = 0.5
 _warn = logging.getLogger("torch_otel").warning
-
-
-def _torch_logging_internal() -> Any:
-    import torch._logging._internal as internal
-
-    return internal
-
-
-def _logger_artifact(logger_name: str) -> str | None:
-    artifact = getattr(logging.getLogger(logger_name), "artifact_name", None)
-    return artifact if isinstance(artifact, str) else catalog.artifact_of_logger(logger_name)
-
-
-def _no_compile() -> None:
-    return None
-
-
-def _compile_readers() -> tuple[Callable[[], Any], Callable[[Any], str]]:
-    """How the handler reads the compile in progress (a cheap hashable key, on the logging thread) and how the
-    export thread turns that key into torch's trace id text ("0/1", "0/1_1"), as tlparse shows it."""
-    try:
-        from torch._guards import CompileContext, CompileId, TraceId, _TLS, compile_context
-    except ImportError:
-        _warn("torch-otel: this torch has no CompileContext trace ids; records will carry no pytorch.compile.id")
-        return _no_compile, str
-
-    def current_compile() -> Any:
-        # CompileContext.try_get() reads the same thread-local, but getattr() with a default raises and catches an
-        # AttributeError whenever no compile is running, which is most of the time.
-        context = _TLS.__dict__.get("compile_context")
-        if context is None or context.compile_id is None:
-            return None
-        return context.compile_id, context.attempt
-
-    def text(key: Any) -> str:
-        return str(TraceId(*key))
-
-    try:
-        with compile_context(CompileContext(CompileId(frame_id=0, frame_compile_id=0))):
-            agrees = current_compile() == tuple(CompileContext.current_trace_id())
-        if agrees and current_compile() is None:
-            return current_compile, text
-    except Exception:  # noqa: BLE001 - a different torch: use its public-ish reader below
-        pass
-    return CompileContext.current_trace_id, text
-
-
-def _is_torch_stderr_handler(internal: Any, handler: logging.Handler) -> bool:
-    return (
-        internal._is_torch_handler(handler)
-        and isinstance(handler, logging.StreamHandler)
-        and not isinstance(handler, logging.FileHandler)
-        and handler is not getattr(internal, "LOG_TRACE_HANDLER", None)
-    )
 
 
 class LogBridge:
@@ -93,12 +46,12 @@ class LogBridge:
         # queue from overflowing: a quarter of it is ample headroom, since a drain empties it in a millisecond.
         self._queue = RecordQueue(settings.queue_size, max(1, settings.queue_size * 3 // 4), self._wake, self._arrived,
                                   settings.queue_bytes, settings.max_body_bytes)
-        self._current_compile, compile_id_text = _compile_readers()
-        self._converter = LogRecordConverter(logger_provider, torch_version(), settings.max_body_bytes, _logger_artifact,
+        self._current_compile, compile_id_text = torch_internals.compile_readers()
+        self._converter = LogRecordConverter(logger_provider, torch_version(), settings.max_body_bytes, torch_internals.logger_artifact,
                                              compile_id_text, Redactor(settings.redact_paths, settings.redact_code))
         self._handlers: dict[str, TorchLogHandler] = {}
         self._removed_stderr: list[tuple[logging.Logger, logging.Handler]] = []
-        self._patched: list[tuple[Any, str, Any]] = []
+        self._patched: list[torch_internals.Patch] = []
         self._export_lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._flusher: _Flush | None = None
@@ -116,8 +69,7 @@ class LogBridge:
 
     # -- lifecycle -------------------------------------------------------------------------------------
     def start(self) -> None:
-        internal = _torch_logging_internal()
-        self._patch_init_logs(internal)
+        self._patched = torch_internals.after_init_logs(self._reattach)
         self.attach()
         self._stopping = False
         self._start_thread()
@@ -135,18 +87,16 @@ class LogBridge:
         if self._thread is not None:
             self._thread.join(timeout=max(0.0, deadline - time.monotonic()))
             self._thread = None
-        for owner, name, original in reversed(self._patched):
-            setattr(owner, name, original)
-        self._patched.clear()
+        for patch in reversed(self._patched):
+            torch_internals.unwrap(patch)
+        self._patched = []
         self._detach()
 
     # -- attaching to torch ----------------------------------------------------------------------------
     def attach(self) -> None:
         """Put a handler (last, after torch's own) on every registered torch logger."""
-        internal = _torch_logging_internal()
-        registry = internal.log_registry
-        aliases = dict(registry.log_alias_to_log_qnames)
-        for qname in sorted(registry.get_log_qnames()):
+        qnames, aliases = torch_internals.registered_loggers()
+        for qname in qnames:
             logger = logging.getLogger(qname)
             handler = self._handlers.get(qname)
             if handler is None:
@@ -155,10 +105,11 @@ class LogBridge:
             if handler in logger.handlers:
                 logger.removeHandler(handler)
             if not self._settings.torch_stderr:
-                self._remove_torch_stderr(internal, logger)
+                self._remove_torch_stderr(logger)
             logger.addHandler(handler)
-        if self._settings.structured:
-            self._attach_structured_trace(internal.trace_log)
+        trace_log = torch_internals.structured_trace_logger() if self._settings.structured else None
+        if trace_log is not None:
+            self._attach_structured_trace(trace_log)
 
     def _attach_structured_trace(self, trace_log: logging.Logger) -> None:
         handler = self._handlers.get(trace_log.name)
@@ -168,9 +119,9 @@ class LogBridge:
         if handler not in trace_log.handlers:
             trace_log.addHandler(handler)
 
-    def _remove_torch_stderr(self, internal: Any, logger: logging.Logger) -> None:
+    def _remove_torch_stderr(self, logger: logging.Logger) -> None:
         for handler in list(logger.handlers):
-            if _is_torch_stderr_handler(internal, handler):
+            if torch_internals.is_torch_stderr_handler(handler):
                 logger.removeHandler(handler)
                 self._removed_stderr.append((logger, handler))
 
@@ -178,31 +129,18 @@ class LogBridge:
         for qname, handler in self._handlers.items():
             logging.getLogger(qname).removeHandler(handler)
         self._handlers.clear()
-        internal = _torch_logging_internal()
         for logger, handler in self._removed_stderr:
-            if internal._is_torch_handler(handler) and handler not in logger.handlers:
+            if torch_internals.is_torch_handler(handler) and handler not in logger.handlers:
                 logger.addHandler(handler)
         self._removed_stderr.clear()
 
-    def _patch_init_logs(self, internal: Any) -> None:
-        import torch._logging as torch_logging
-
-        original = internal._init_logs
-        bridge = self
-
-        def _init_logs(*args: Any, **kwargs: Any) -> None:
-            original(*args, **kwargs)
-            bridge._removed_stderr.clear()
-            try:
-                bridge.attach()
-            except Exception as error:  # noqa: BLE001 - never raise into torch
-                _warn("torch-otel: could not re-attach to torch's loggers: %s", error)
-
-        _init_logs.__wrapped__ = original  # type: ignore[attr-defined]
-        for owner in (internal, torch_logging):
-            if getattr(owner, "_init_logs", None) is original:
-                self._patched.append((owner, "_init_logs", original))
-                setattr(owner, "_init_logs", _init_logs)
+    def _reattach(self) -> None:
+        """After torch re-applied its log settings (which drops its old handlers and adds new ones)."""
+        self._removed_stderr.clear()
+        try:
+            self.attach()
+        except Exception as error:  # noqa: BLE001 - never raise into torch
+            _warn("torch-otel: could not re-attach to torch's loggers: %s", error)
 
     # -- exporting -------------------------------------------------------------------------------------
     def _wake(self) -> None:
@@ -341,7 +279,7 @@ class LogBridge:
     def _flush_in_worker_exit(self) -> None:
         """multiprocessing children (DataLoader workers) leave through os._exit, skipping atexit, but run
         multiprocessing's finalizers first. Kept short: DataLoader terminates workers that linger."""
-        from torch_otel.sdk_setup import run_bounded
+        from torch_otel.exporters.sdk_setup import run_bounded
 
         budget = min(1.0, self._settings.shutdown_timeout)
         run_bounded({"logs": lambda: self.flush(budget)}, seconds=budget)

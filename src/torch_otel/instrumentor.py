@@ -4,54 +4,23 @@
 from __future__ import annotations
 
 import atexit
-from typing import Any, Collection
+from collections.abc import Collection
+from typing import Any
 
 from opentelemetry import _logs, metrics, trace
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
 from torch_otel.bridge import LogBridge
-from torch_otel.ids import use_private_ids
-from torch_otel.metrics import HEALTH, CompileMetrics
-from torch_otel.redaction import Redactor
-from torch_otel.spans import CompileSpans, compile_tracer
-from torch_otel.torch_hooks import TorchHooks
-from torch_otel.export_config import sdk_disabled
-from torch_otel.settings import Settings
-from torch_otel.torch_import import import_torch_checked, torch_version
+from torch_otel.capture.torch_hooks import TorchHooks
+from torch_otel.capture.torch_import import import_torch_checked, torch_version
+from torch_otel.config.export_config import sdk_disabled
+from torch_otel.config.settings import Settings
+from torch_otel.signals.ids import use_private_ids
+from torch_otel.signals.metrics import HEALTH, CompileMetrics
+from torch_otel.signals.redaction import Redactor
+from torch_otel.signals.spans import CompileSpans, compile_tracer
 
 INSTRUMENTS = ("torch >= 2.4",)
-
-try:
-    from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
-except ImportError:  # opentelemetry-instrumentation is optional: only `opentelemetry-instrument` needs it
-
-    class BaseInstrumentor:  # type: ignore[no-redef]
-        """The subset of opentelemetry-instrumentation's BaseInstrumentor that torch-otel relies on."""
-
-        _instance: Any = None
-        _is_instrumented_by_opentelemetry = False
-
-        def __new__(cls, *args: Any, **kwargs: Any) -> Any:
-            if cls._instance is None:
-                cls._instance = object.__new__(cls)
-            return cls._instance
-
-        @property
-        def is_instrumented_by_opentelemetry(self) -> bool:
-            return self._is_instrumented_by_opentelemetry
-
-        def instrument(self, **kwargs: Any) -> Any:
-            if self._is_instrumented_by_opentelemetry:
-                return None
-            result = self._instrument(**kwargs)
-            self._is_instrumented_by_opentelemetry = True
-            return result
-
-        def uninstrument(self, **kwargs: Any) -> Any:
-            if not self._is_instrumented_by_opentelemetry:
-                return None
-            result = self._uninstrument(**kwargs)
-            self._is_instrumented_by_opentelemetry = False
-            return result
 
 
 class TorchInstrumentor(BaseInstrumentor):

@@ -11,8 +11,8 @@ from typing import Any, Callable, Sequence
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
 from torch_otel import catalog
-from torch_otel.delivery import LEDGER, Ledger
-from torch_otel.torch_hooks import Phase
+from torch_otel.exporters.delivery import LEDGER, Ledger
+from torch_otel.capture.torch_hooks import Phase
 
 _CAUSE_PATTERNS = (
     ("shape", re.compile(r"size mismatch|stride mismatch|dimensionality|dim mismatch|rank mismatch|ndim", re.I)),

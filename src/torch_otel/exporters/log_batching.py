@@ -6,8 +6,8 @@ from typing import Any, Callable, Iterator, Sequence
 
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 
-from torch_otel.delivery import Tally
-from torch_otel.fork_safety import ForkSafeExporter
+from torch_otel.exporters.delivery import Tally
+from torch_otel.exporters.fork_safety import ForkSafeExporter
 
 _PER_RECORD_OVERHEAD = 256
 

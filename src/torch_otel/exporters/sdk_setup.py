@@ -21,16 +21,16 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter, SpanExportResult
 
 from torch_otel import catalog
-from torch_otel.file_export import (
+from torch_otel.exporters.file_export import (
     JsonLinesFile, OtlpJsonLogExporter, OtlpJsonMetricExporter, OtlpJsonSpanExporter,
 )
-from torch_otel.ids import PRIVATE_IDS
-from torch_otel.log_batching import ByteBudgetLogExporter
-from torch_otel.delivery import LEDGER, Tally
-from torch_otel.fork_safety import ForkSafeExporter
-from torch_otel.otlp_wire import LogEncoder, WireLogSink, grpc_log_exporter_for_bytes, http_log_exporter_for_bytes
-from torch_otel.export_config import ExportPlan, export_plan
-from torch_otel.settings import Settings
+from torch_otel.signals.ids import PRIVATE_IDS
+from torch_otel.exporters.log_batching import ByteBudgetLogExporter
+from torch_otel.exporters.delivery import LEDGER, Tally
+from torch_otel.exporters.fork_safety import ForkSafeExporter
+from torch_otel.exporters.otlp_wire import LogEncoder, WireLogSink, grpc_log_exporter_for_bytes, http_log_exporter_for_bytes
+from torch_otel.config.export_config import ExportPlan, PlannedExporter, export_plan, load_exporter_class
+from torch_otel.config.settings import Settings
 
 _UNSET_PROVIDER_TYPES = {
     "ProxyTracerProvider", "NoOpTracerProvider", "ProxyLoggerProvider", "NoOpLoggerProvider",
@@ -74,13 +74,23 @@ _FILE_EXPORTERS = {"traces": OtlpJsonSpanExporter, "logs": OtlpJsonLogExporter, 
 _CONSOLE_EXPORTERS = {"traces": ConsoleSpanExporter, "logs": ConsoleLogRecordExporter, "metrics": ConsoleMetricExporter}
 
 
-def _exporter(plan: ExportPlan, signal: str, file_sink: JsonLinesFile | None = None) -> Any:
-    kind = plan.exporters[signal]
+def _exporter(planned: PlannedExporter, signal: str, file_sink: JsonLinesFile | None = None) -> Any:
+    """Build one planned exporter: the file, console and OTLP ones directly (the same classes the SDK's entry
+    points name), any other by its entry point, with no arguments, as the SDK builds it."""
+    kind = planned.kind
     if kind == "file" and file_sink is not None:
         return _FILE_EXPORTERS[signal](file_sink)
     if kind == "console":
         return _CONSOLE_EXPORTERS[signal]()
-    return _otlp_exporter(signal, plan.protocols[signal])
+    if kind == "entry_point":
+        return load_exporter_class(signal, planned.entry_point)()
+    return _otlp_exporter(signal, planned.protocol or "grpc")
+
+
+def _only_otlp(plan: ExportPlan, signal: str) -> PlannedExporter | None:
+    """The signal's exporter if it has exactly one and that one is OTLP (what the fast log path replaces)."""
+    exporters = plan.exporters[signal]
+    return exporters[0] if len(exporters) == 1 and exporters[0].kind == "otlp" else None
 
 
 def run_bounded(targets: Mapping[str, Callable[[], Any]], seconds: float,
@@ -105,9 +115,9 @@ def run_bounded(targets: Mapping[str, Callable[[], Any]], seconds: float,
     return {name for name, thread in threads.items() if thread.is_alive()}
 
 
-def _wire_log_sink(plan: ExportPlan, resource: Resource, settings: Settings) -> WireLogSink:
+def _wire_log_sink(planned: PlannedExporter, resource: Resource, settings: Settings) -> WireLogSink:
     """torch-otel's fast log path: its own encoder, the SDK's OTLP transport."""
-    exporter = (grpc_log_exporter_for_bytes() if plan.protocols["logs"] == "grpc" else http_log_exporter_for_bytes())
+    exporter = grpc_log_exporter_for_bytes() if planned.protocol == "grpc" else http_log_exporter_for_bytes()
     encoder = LogEncoder(dict(resource.attributes), resource.attributes.get(catalog.RESOURCE_TORCH_VERSION))
     return WireLogSink(exporter, encoder, settings.max_batch_bytes, LEDGER.logs)
 
@@ -210,23 +220,42 @@ def _has_points(metrics_data: Any) -> bool:
                for scope_metrics in resource_metrics.scope_metrics for metric in scope_metrics.metrics)
 
 
-def _metric_readers(plan: ExportPlan, environ: Mapping[str, str] | None, file_sink: JsonLinesFile | None,
-                    exporters: list[Any]) -> list[Any]:
-    """OTLP/console/file push readers, or a Prometheus pull endpoint (OTEL_EXPORTER_PROMETHEUS_HOST/PORT). A push
-    reader's exporter is added to ``exporters``."""
-    if plan.exporters["metrics"] == "prometheus":
-        from opentelemetry.exporter.prometheus import PrometheusMetricReader
-        from prometheus_client import start_http_server
+def _is_pull_reader(planned: PlannedExporter) -> bool:
+    """A Prometheus endpoint, or another metrics entry point that is a reader rather than a push exporter."""
+    if planned.kind == "prometheus":
+        return True
+    if planned.kind != "entry_point":
+        return False
+    from opentelemetry.sdk.metrics.export import MetricReader
 
-        environ = os.environ if environ is None else environ
-        start_http_server(port=int(environ.get("OTEL_EXPORTER_PROMETHEUS_PORT") or 9464),
-                          addr=environ.get("OTEL_EXPORTER_PROMETHEUS_HOST") or "localhost")
-        return [PrometheusMetricReader()]
-    if plan.exporters["metrics"] == "none":
-        return []
-    exporter = CountingMetricExporter(_exporter(plan, "metrics", file_sink), LEDGER.metrics)
-    exporters.append(exporter)
-    return [PeriodicExportingMetricReader(exporter)]
+    return issubclass(load_exporter_class("metrics", planned.entry_point), MetricReader)
+
+
+def _metric_readers(plan: ExportPlan, environ: Mapping[str, str] | None, file_sink: JsonLinesFile | None,
+                    exporters: list[Any], pull: bool = True) -> list[Any]:
+    """One reader per planned metrics exporter: a periodic reader for each OTLP/console/file/entry-point push
+    exporter (wrapped for counting and added to ``exporters``), and, with ``pull``, the Prometheus endpoint
+    (OTEL_EXPORTER_PROMETHEUS_HOST/PORT) or another entry point's reader."""
+    readers: list[Any] = []
+    for planned in plan.exporters["metrics"]:
+        if planned.kind == "prometheus":
+            if not pull:
+                continue
+            from opentelemetry.exporter.prometheus import PrometheusMetricReader
+            from prometheus_client import start_http_server
+
+            environ = os.environ if environ is None else environ
+            start_http_server(port=int(environ.get("OTEL_EXPORTER_PROMETHEUS_PORT") or 9464),
+                              addr=environ.get("OTEL_EXPORTER_PROMETHEUS_HOST") or "localhost")
+            readers.append(PrometheusMetricReader())
+        elif _is_pull_reader(planned):
+            if pull:
+                readers.append(load_exporter_class("metrics", planned.entry_point)())
+        else:
+            exporter = CountingMetricExporter(_exporter(planned, "metrics", file_sink), LEDGER.metrics)
+            exporters.append(exporter)
+            readers.append(PeriodicExportingMetricReader(exporter))
+    return readers
 
 
 @dataclass
@@ -275,12 +304,12 @@ class Providers:
         """In a forked child: a meter provider of the child's own, exporting like the parent's, with the child's
         ``process.pid`` in its resource so its cumulative series never mix with the parent's. None if torch-otel
         did not create the meter provider, or for a Prometheus endpoint (which stays the parent's)."""
-        if "meter" not in self.created or self.plan.exporters["metrics"] == "prometheus":
+        if "meter" not in self.created or all(_is_pull_reader(p) for p in self.plan.exporters["metrics"]):
             return None
         resource = self.resource.merge(Resource({"process.pid": os.getpid()}))
         self.meter_provider = MeterProvider(resource=resource, shutdown_on_exit=False,
                                             metric_readers=_metric_readers(self.plan, None, self.file_sink,
-                                                                           self.exporters))
+                                                                           self.exporters, pull=False))
         return self.meter_provider
 
 
@@ -297,9 +326,10 @@ def configure_sdk(settings: Settings, environ: Mapping[str, str] | None = None) 
     tracer_provider = trace.get_tracer_provider()
     if _is_unset(tracer_provider):
         tracer_provider = TracerProvider(resource=resource, id_generator=PRIVATE_IDS, shutdown_on_exit=False)
-        if plan.exporters["traces"] != "none":
+        for planned in plan.exporters["traces"]:  # one counted pipeline per exporter: each delivery counts
             tracer_provider.add_span_processor(CountingSpanProcessor(LEDGER.traces))
-            exporter = CountingSpanExporter(lambda: _exporter(plan, "traces", file_sink), LEDGER.traces)
+            exporter = CountingSpanExporter(lambda planned=planned: _exporter(planned, "traces", file_sink),
+                                            LEDGER.traces)
             tracer_provider.add_span_processor(BatchSpanProcessor(exporter))
             exporters.append(exporter)
         trace.set_tracer_provider(tracer_provider)
@@ -307,13 +337,14 @@ def configure_sdk(settings: Settings, environ: Mapping[str, str] | None = None) 
     log_sink = None
     logger_provider = _logs.get_logger_provider()
     if _is_unset(logger_provider):
-        if settings.fast_path and plan.exporters["logs"] == "otlp":
-            log_sink = _wire_log_sink(plan, resource, settings)
+        only_otlp = _only_otlp(plan, "logs")
+        if settings.fast_path and only_otlp is not None:  # any other list goes through the SDK's pipeline
+            log_sink = _wire_log_sink(only_otlp, resource, settings)
             exporters.append(log_sink)
         logger_provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
-        if plan.exporters["logs"] != "none":
-            batched = ByteBudgetLogExporter(lambda: _exporter(plan, "logs", file_sink), settings.max_batch_bytes,
-                                            LEDGER.logs)
+        for planned in plan.exporters["logs"]:  # one counted pipeline per exporter: each delivery counts
+            batched = ByteBudgetLogExporter(lambda planned=planned: _exporter(planned, "logs", file_sink),
+                                            settings.max_batch_bytes, LEDGER.logs)
             exporters.append(batched)
             logger_provider.add_log_record_processor(CountingLogProcessor(LEDGER.logs))
             logger_provider.add_log_record_processor(

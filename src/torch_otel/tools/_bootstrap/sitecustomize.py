@@ -40,7 +40,7 @@ def _say(message: str) -> None:
 
 def _start_torch_otel(torch_module: object) -> None:
     try:
-        from torch_otel import autostart
+        from torch_otel.tools import autostart
     except Exception as error:  # noqa: BLE001 - never raise into the program's `import torch`
         _say(f"not importable from {sys.executable} ({error}); running without it.")
         return

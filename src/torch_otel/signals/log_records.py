@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from typing import Any, Callable, Mapping, NamedTuple
 
 from opentelemetry._logs import LoggerProvider, SeverityNumber
 
 from torch_otel import catalog
-from torch_otel.log_handler import QueuedRecord
-from torch_otel.otlp_wire import CallSite, WireRecord, exception_attributes
-from torch_otel.redaction import Redactor
+from torch_otel.capture.log_handler import QueuedRecord
+from torch_otel.signals.redaction import Redactor
 
 
 def cap_body(message: str, max_bytes: int) -> tuple[str, int | None]:
@@ -23,6 +22,41 @@ def cap_body(message: str, max_bytes: int) -> tuple[str, int | None]:
     if len(encoded) <= max_bytes:
         return message, None
     return encoded[:max_bytes].decode("utf-8", "ignore"), len(encoded)
+
+
+class CallSite:
+    """What every record from one logging call (logger, level, file, line, function) shares. Identity-hashed,
+    so encoders can cache its encoding."""
+
+    __slots__ = ("scope", "severity_number", "severity_text", "attributes", "event_name", "kind")
+
+    def __init__(self, scope: str, severity_number: int, severity_text: str, attributes: Mapping[str, Any],
+                 event_name: str | None, kind: str | None = None) -> None:
+        self.scope = scope
+        self.severity_number = severity_number
+        self.severity_text = severity_text
+        self.attributes = attributes
+        self.event_name = event_name
+        self.kind = kind  # the artifact or TORCH_TRACE event kind, for redaction rules
+
+
+class WireRecord(NamedTuple):
+    """What the bridge knows about one record, ready to encode: its call site plus what differs per record."""
+
+    site: CallSite
+    timestamp_ns: int
+    body: str
+    attributes: Mapping[str, Any]  # per record (compile id, truncation, exception), beside the site's
+    context: Any
+
+
+def exception_attributes(exception: Any, redact: Any = lambda text: text) -> dict[str, str]:
+    """OpenTelemetry's exception attributes from a ``CapturedException`` (type, message, formatted traceback)."""
+    return {
+        "exception.type": exception.type,
+        "exception.message": redact(exception.message),
+        "exception.stacktrace": redact(exception.stacktrace),
+    }
 
 
 _new_wire_record = tuple.__new__  # a WireRecord without the Python-level __new__ of a NamedTuple

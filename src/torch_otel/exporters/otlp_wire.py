@@ -10,7 +10,8 @@ from typing import Any, Iterable, Mapping, NamedTuple, Sequence
 
 from opentelemetry import trace
 
-from torch_otel.delivery import Tally
+from torch_otel.exporters.delivery import Tally
+from torch_otel.signals.log_records import CallSite, WireRecord
 
 _FIXED64 = struct.Struct("<Q").pack
 _FIXED32 = struct.Struct("<I").pack
@@ -62,32 +63,6 @@ def any_value(value: Any) -> bytes:
 def key_value(key: str, value: Any, number: int = 6) -> bytes:
     """A KeyValue as field ``number`` (6 = LogRecord.attributes, 1 = Resource.attributes)."""
     return field_bytes(number, field_string(1, key) + field_bytes(2, any_value(value)))
-
-
-class CallSite:
-    """What every record from one logging call (logger, level, file, line, function) shares. Identity-hashed,
-    so encoders can cache its encoding."""
-
-    __slots__ = ("scope", "severity_number", "severity_text", "attributes", "event_name", "kind")
-
-    def __init__(self, scope: str, severity_number: int, severity_text: str, attributes: Mapping[str, Any],
-                 event_name: str | None, kind: str | None = None) -> None:
-        self.scope = scope
-        self.severity_number = severity_number
-        self.severity_text = severity_text
-        self.attributes = attributes
-        self.event_name = event_name
-        self.kind = kind  # the artifact or TORCH_TRACE event kind, for redaction rules
-
-
-class WireRecord(NamedTuple):
-    """What the bridge knows about one record, ready to encode: its call site plus what differs per record."""
-
-    site: CallSite
-    timestamp_ns: int
-    body: str
-    attributes: Mapping[str, Any]  # per record (compile id, truncation, exception), beside the site's
-    context: Any
 
 
 class LogEncoder:
@@ -167,15 +142,6 @@ def _span_fields(context: Any) -> bytes:
         return b""
     return b"".join((b"\x45", _FIXED32(span_context.trace_flags), b"\x4a\x10", span_context.trace_id.to_bytes(16, "big"),
                      b"\x52\x08", span_context.span_id.to_bytes(8, "big")))
-
-
-def exception_attributes(exception: Any, redact: Any = lambda text: text) -> dict[str, str]:
-    """OpenTelemetry's exception attributes from a ``CapturedException`` (type, message, formatted traceback)."""
-    return {
-        "exception.type": exception.type,
-        "exception.message": redact(exception.message),
-        "exception.stacktrace": redact(exception.stacktrace),
-    }
 
 
 class EncodedBatch(NamedTuple):

@@ -11,8 +11,6 @@ import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib.machinery import ModuleSpec
-from types import ModuleType
-from typing import Any
 
 from . import _registry_snapshot
 
@@ -79,10 +77,13 @@ class _Item:
 
 def live_registry() -> Registry | None:
     """torch's own registry (importing torch if needed), or None if torch is unavailable."""
-    internal = _torch_logging_internal()
-    if internal is None:
+    from torch_otel.capture.torch_internals import live_log_registry
+
+    contents = live_log_registry()
+    if contents is None:
         return None
-    return _registry_from_torch(internal.log_registry)
+    return Registry(aliases={alias: _as_tuple(qnames) for alias, qnames in contents["aliases"].items()},
+                    **{key: value for key, value in contents.items() if key != "aliases"})
 
 
 def snapshot_registry() -> Registry:
@@ -100,44 +101,6 @@ def snapshot_registry() -> Registry:
 def current_registry() -> Registry:
     """The live registry if torch is available, else the snapshot."""
     return live_registry() or snapshot_registry()
-
-
-def _torch_logging_internal() -> ModuleType | None:
-    module = sys.modules.get("torch._logging._internal")
-    if module is None:
-        try:
-            import torch  # noqa: F401
-        except Exception:
-            # A bad TORCH_LOGS makes `import torch` raise only after the
-            # registry module has been fully populated, so it is still usable.
-            pass
-        module = sys.modules.get("torch._logging._internal")
-    if module is None or not _is_populated(module):
-        return None
-    return module
-
-
-def _is_populated(internal: ModuleType) -> bool:
-    registry = getattr(internal, "log_registry", None)
-    return (
-        "torch._logging._registrations" in sys.modules
-        and bool(getattr(registry, "log_alias_to_log_qnames", None))
-        and bool(getattr(registry, "artifact_names", None))
-    )
-
-
-def _registry_from_torch(log_registry: Any) -> Registry:
-    version = getattr(sys.modules.get("torch.version"), "__version__", None)
-    return Registry(
-        aliases={
-            alias: _as_tuple(qnames)
-            for alias, qnames in log_registry.log_alias_to_log_qnames.items()
-        },
-        artifacts=frozenset(log_registry.artifact_names),
-        off_by_default=frozenset(log_registry.off_by_default_artifact_names),
-        descriptions=dict(log_registry.artifact_descriptions),
-        torch_version=None if version is None else str(version),
-    )
 
 
 def _as_tuple(qnames: str | Iterable[str]) -> tuple[str, ...]:

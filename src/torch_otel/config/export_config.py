@@ -1,10 +1,13 @@
 """Reads and checks the standard OTEL_* exporter variables (and TORCH_OTEL_FILE) into an ``ExportPlan``: which
-exporter, protocol, endpoint and headers each signal gets. It imports nothing of the OpenTelemetry SDK, so
-`torch-otel run` and `doctor` check a setup in milliseconds, exactly as the exporters will read it."""
+exporters (a list per signal, named as the SDK names them), protocol, endpoint and headers each signal gets. For
+the built-in names (otlp, otlp_proto_grpc, otlp_proto_http, console, none, prometheus) it imports nothing of the
+OpenTelemetry SDK, so `torch-otel run` and `doctor` check a setup in milliseconds, exactly as the exporters will
+read it; any other name is looked up (and loaded, to check it) among the installed exporter entry points."""
 
 from __future__ import annotations
 
 import datetime
+import importlib.metadata
 import importlib.util
 import os
 import re
@@ -14,7 +17,7 @@ from typing import Any, Callable, Mapping
 from urllib.parse import unquote
 
 from torch_otel import environment_variables as env
-from torch_otel.settings import SettingsError, check_endpoint, parse_bool, parse_file_path, parse_number
+from torch_otel.config.settings import SettingsError, check_endpoint, parse_bool, parse_file_path, parse_number
 
 
 def default_path(directory: str | os.PathLike[str] = ".") -> Path:
@@ -27,13 +30,46 @@ SIGNALS = ("traces", "logs", "metrics")
 PROTOCOLS = ("grpc", "http/protobuf")
 EXPORTERS = ("otlp", "console", "none")
 METRIC_EXPORTERS = EXPORTERS + ("prometheus",)
+# The SDK's names (opentelemetry.sdk._configuration): "otlp" takes its protocol from
+# OTEL_EXPORTER_OTLP_[<SIGNAL>_]PROTOCOL (grpc when unset), the other two fix it.
+OTLP_ENTRY_POINTS = {"grpc": "otlp_proto_grpc", "http/protobuf": "otlp_proto_http"}
+OTLP_PROTOCOL_OF = {name: protocol for protocol, name in OTLP_ENTRY_POINTS.items()}
+ENTRY_POINT_GROUPS = {signal: f"opentelemetry_{signal}_exporter" for signal in SIGNALS}
+
+
+@dataclass(frozen=True)
+class PlannedExporter:
+    """One exporter of a signal: ``name`` as OTEL_<SIGNAL>_EXPORTER writes it, ``entry_point`` the SDK's name for
+    what it builds (otlp_proto_grpc, otlp_proto_http, console, prometheus, any other installed exporter entry
+    point, or "file" for torch-otel run's embedded default) and, for OTLP, the ``protocol``."""
+
+    name: str
+    entry_point: str
+    protocol: str | None = None
+
+    @property
+    def kind(self) -> str:
+        """otlp, console, prometheus, file, or entry_point (another installed exporter, built by entry point)."""
+        if self.entry_point in OTLP_PROTOCOL_OF:
+            return "otlp"
+        return self.entry_point if self.entry_point in ("console", "prometheus", "file") else "entry_point"
+
+
 @dataclass(frozen=True)
 class ExportPlan:
-    """What each signal is exported with, decided from the environment before anything is built."""
+    """What each signal is exported with, decided from the environment before anything is built: per signal, the
+    exporters in the order named (none: an empty tuple) and the protocol OTEL_EXPORTER_OTLP_[<SIGNAL>_]PROTOCOL
+    chooses for "otlp"."""
 
-    exporters: dict[str, str]
+    exporters: dict[str, tuple[PlannedExporter, ...]]
     protocols: dict[str, str]
     file_path: Path | None = None
+
+    def kinds(self, signal: str) -> tuple[str, ...]:
+        return tuple(exporter.kind for exporter in self.exporters[signal])
+
+    def otlp(self, signal: str) -> tuple[PlannedExporter, ...]:
+        return tuple(exporter for exporter in self.exporters[signal] if exporter.kind == "otlp")
 
 
 def nothing_configured(environ: Mapping[str, str]) -> bool:
@@ -163,15 +199,17 @@ def _check_tls_file(variable: str, path: str) -> None:
         raise SettingsError(variable, path, "the path of an existing, readable PEM file", "cannot read it")
 
 
-def _readers(environ: Mapping[str, str], exporters: Mapping[str, str], protocols: Mapping[str, str],
+def _readers(environ: Mapping[str, str], exporters: Mapping[str, tuple[PlannedExporter, ...]],
+             protocols: Mapping[str, str],
              suffix: str) -> dict[str, set[str]]:
     """OTEL_EXPORTER_OTLP_[<SIGNAL>_]<suffix> -> the protocols of the OTLP signals that read it."""
     readers: dict[str, set[str]] = {}
     for signal in SIGNALS:
-        if exporters[signal] == "otlp":
-            own = f"OTEL_EXPORTER_OTLP_{signal.upper()}_{suffix}"
-            variable = own if environ.get(own) else f"OTEL_EXPORTER_OTLP_{suffix}"
-            readers.setdefault(variable, set()).add(protocols[signal])
+        for exporter in exporters[signal]:
+            if exporter.kind == "otlp":
+                own = f"OTEL_EXPORTER_OTLP_{signal.upper()}_{suffix}"
+                variable = own if environ.get(own) else f"OTEL_EXPORTER_OTLP_{suffix}"
+                readers.setdefault(variable, set()).add(exporter.protocol or protocols[signal])
     return readers
 
 
@@ -183,20 +221,13 @@ def export_plan(environ: Mapping[str, str] | None = None, problems: list[Setting
     exporters, protocols = {}, {}
     default_protocol = environ.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "grpc"
     for signal in SIGNALS:
-        variable = f"OTEL_{signal.upper()}_EXPORTER"
-        exporter = (environ.get(variable) or "otlp").strip()
-        allowed = METRIC_EXPORTERS if signal == "metrics" else EXPORTERS
-        if exporter not in allowed:
-            raise SettingsError(variable, exporter, "one of " + ", ".join(allowed))
-        if exporter == "prometheus" and importlib.util.find_spec("opentelemetry.exporter.prometheus") is None:
-            raise SettingsError(variable, exporter, "a metrics exporter whose package is installed; for prometheus, "
-                                "pip install 'torch-otel[prometheus]' (opentelemetry-exporter-prometheus)")
-        exporters[signal] = exporter
         protocol_variable = f"OTEL_EXPORTER_OTLP_{signal.upper()}_PROTOCOL"
-        protocol = environ.get(protocol_variable) or default_protocol
+        raw_protocol = environ.get(protocol_variable) or default_protocol
+        protocol = raw_protocol.strip()  # as the SDK reads it
+        exporters[signal] = exporter_names(signal, environ.get(f"OTEL_{signal.upper()}_EXPORTER"), protocol)
         if protocol not in PROTOCOLS:
             shown = protocol_variable if environ.get(protocol_variable) else "OTEL_EXPORTER_OTLP_PROTOCOL"
-            raise SettingsError(shown, protocol, "grpc or http/protobuf")
+            raise SettingsError(shown, raw_protocol, "grpc or http/protobuf")
         protocols[signal] = protocol
 
     def check(validate: Callable[..., Any], *args: Any) -> Any:
@@ -236,9 +267,111 @@ def export_plan(environ: Mapping[str, str] | None = None, problems: list[Setting
     if nothing_configured(environ):
         raw_file = environ.get(env.TORCH_OTEL_FILE) or str(default_path())
         file_path = check(parse_file_path, env.TORCH_OTEL_FILE, raw_file) or Path(raw_file)
-        return ExportPlan({signal: "file" for signal in SIGNALS}, protocols, file_path)
+        return ExportPlan({signal: (PlannedExporter("file", "file"),) for signal in SIGNALS}, protocols, file_path)
     return ExportPlan(exporters, protocols)
 
 
 def _fail(variable: str, raw: str, valid: str) -> None:
     raise SettingsError(variable, raw, valid)
+
+
+# ------------------------------------------------------------------ exporter names
+
+
+def exporter_names(signal: str, raw: str | None, protocol: str) -> tuple[PlannedExporter, ...]:
+    """OTEL_<SIGNAL>_EXPORTER resolved as the SDK's ``_get_exporter_names``/``_get_exporter_entry_point`` resolve
+    it: unset means otlp (torch-otel's default, as opentelemetry-distro's); "none" alone (any case) means none;
+    otherwise a comma-separated list of exporter entry-point names, each stripped, "otlp" becoming
+    otlp_proto_grpc or otlp_proto_http by ``protocol`` and the other two keeping theirs. Names resolving to the
+    same entry point are one exporter, as in the SDK (it keys them by name). Raises ``SettingsError`` for a name
+    the SDK could not load. Re-implemented rather than called: the SDK's helpers are private and read
+    ``os.environ`` only, while a plan is made from any mapping (doctor's); tests/test_exporter_resolution.py
+    checks that both agree."""
+    variable = f"OTEL_{signal.upper()}_EXPORTER"
+    raw = raw or "otlp"
+    if raw.strip().lower() == "none":
+        return ()
+    planned: dict[str, PlannedExporter] = {}
+    for index, item in enumerate(raw.split(","), 1):
+        name = item.strip()
+        if name in ("otlp", *OTLP_PROTOCOL_OF):
+            entry_point = OTLP_ENTRY_POINTS.get(protocol, "otlp_proto_grpc") if name == "otlp" else name
+            exporter = PlannedExporter(name, entry_point, OTLP_PROTOCOL_OF[entry_point])
+        elif name == "console":
+            exporter = PlannedExporter(name, name)
+        elif name == "prometheus" and signal == "metrics":
+            if importlib.util.find_spec("opentelemetry.exporter.prometheus") is None:
+                raise SettingsError(variable, raw.strip(), "a metrics exporter whose package is installed; for "
+                                    "prometheus, pip install 'torch-otel[prometheus]' (opentelemetry-exporter-"
+                                    "prometheus)")
+            exporter = PlannedExporter(name, name)
+        else:
+            problem = _unusable_name(signal, name, index, raw)
+            if problem is not None:
+                raise SettingsError(variable, raw.strip(), _valid_names(signal), problem)
+            exporter = PlannedExporter(name, name)
+        planned.setdefault(exporter.entry_point, exporter)
+    return tuple(planned.values())
+
+
+def _unusable_name(signal: str, name: str, index: int, raw: str) -> str | None:
+    """Why ``name`` (item ``index``) cannot be an exporter of ``signal``, or None if an installed entry point that
+    loads and has the right type."""
+    if not name:
+        return f"item {index} is empty"
+    if name.lower() == "none":
+        return "none turns the signal off and must stand alone"
+    if name not in installed_entry_points(signal):
+        return f"no {signal} exporter named {name!r} is installed"
+    try:
+        load_exporter_class(signal, name)
+    except Exception as error:  # noqa: BLE001 - whatever the entry point raises, the SDK could not use it
+        return f"the {name!r} exporter is installed but cannot be loaded: {type(error).__name__}: " + " ".join(
+            str(error).split())
+    return None
+
+
+def installed_entry_points(signal: str) -> dict[str, importlib.metadata.EntryPoint]:
+    """The installed exporters of ``signal`` by name: the entry-point group the SDK loads them from."""
+    found: dict[str, importlib.metadata.EntryPoint] = {}
+    for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUPS[signal]):
+        found.setdefault(entry_point.name, entry_point)
+    return found
+
+
+def _valid_names(signal: str) -> str:
+    builtin = [f"otlp (over OTEL_EXPORTER_OTLP_[{signal.upper()}_]PROTOCOL)", "otlp_proto_grpc", "otlp_proto_http",
+               "console"] + (["prometheus"] if signal == "metrics" else [])
+    others = sorted(name for name in installed_entry_points(signal)
+                    if name not in ("otlp", "console", "prometheus", *OTLP_PROTOCOL_OF))
+    return f"none alone, or a comma-separated list of these {signal} exporters: {', '.join(builtin + others)}"
+
+
+def load_exporter_class(signal: str, name: str) -> type:
+    """The class the installed entry point ``name`` of ``signal`` names, type-checked as the SDK checks it (a
+    metrics entry may be a push exporter or a pull reader). Uses the SDK's ``_import_exporters`` when this SDK has
+    it (it is private, so it is detected, not relied on); otherwise loads the entry point the same way."""
+    try:
+        from opentelemetry.sdk._configuration import _import_exporters
+    except ImportError:
+        _import_exporters = None
+    if _import_exporters is not None:
+        try:
+            found = _import_exporters(*[[name] if s == signal else [] for s in ("traces", "metrics", "logs")])
+        except TypeError:  # a changed private signature: fall back below
+            pass
+        else:
+            return found[("traces", "metrics", "logs").index(signal)][name]
+    entry_point = installed_entry_points(signal)[name]
+    loaded = entry_point.load()
+    if signal == "traces":
+        from opentelemetry.sdk.trace.export import SpanExporter as expected
+    elif signal == "logs":
+        from opentelemetry.sdk._logs.export import LogRecordExporter as expected  # type: ignore[assignment]
+    else:
+        from opentelemetry.sdk.metrics.export import MetricExporter, MetricReader
+
+        expected = (MetricExporter, MetricReader)  # type: ignore[assignment]
+    if not (isinstance(loaded, type) and issubclass(loaded, expected)):
+        raise TypeError(f"{name} is not a {signal.rstrip('s')} exporter")
+    return loaded

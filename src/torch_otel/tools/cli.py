@@ -11,10 +11,10 @@ from typing import Sequence
 
 from torch_otel import environment_variables as env
 from torch_otel.console import say  # every message of `torch-otel run`: stderr or nowhere
-from torch_otel.export_config import export_plan, sdk_disabled
-from torch_otel.settings import Settings, SettingsError
-from torch_otel.torch_import import TORCH_LOGS, check_torch_logs
-from torch_otel.torch_logs import TorchLogsError
+from torch_otel.config.export_config import export_plan, sdk_disabled
+from torch_otel.config.settings import Settings, SettingsError
+from torch_otel.capture.torch_import import TORCH_LOGS, check_torch_logs
+from torch_otel.capture.torch_logs import TorchLogsError
 
 BOOTSTRAP_DIR = Path(__file__).resolve().parent / "_bootstrap"
 EXIT_BAD_SETTING = 2
@@ -79,11 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["doctor"]:
-        from torch_otel import doctor
+        from torch_otel.tools import doctor
 
         return doctor.main(argv[1:])
     if argv[:1] == ["report"]:
-        from torch_otel import report
+        from torch_otel.tools import report
 
         return report.main(argv[1:])
     args = build_parser().parse_args(argv)

@@ -17,9 +17,9 @@ from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.trace import Link, Span, Status, StatusCode
 
 from torch_otel import catalog
-from torch_otel.ids import PRIVATE_IDS
-from torch_otel.redaction import Redactor
-from torch_otel.torch_hooks import Phase
+from torch_otel.signals.ids import PRIVATE_IDS
+from torch_otel.signals.redaction import Redactor
+from torch_otel.capture.torch_hooks import Phase
 
 
 def compile_tracer(tracer_provider: trace.TracerProvider, version: str) -> trace.Tracer:

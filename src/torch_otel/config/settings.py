@@ -1,17 +1,16 @@
-"""Reads and validates torch-otel's own settings (see ``environment_variables``)."""
+"""Reads and validates torch-otel's own settings, as declared in ``torch_otel.environment_variables``."""
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping, TypeVar
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from torch_otel import environment_variables as env
-
-T = TypeVar("T")
 
 # ASCII only: ``\d`` and ``str.isdigit`` accept other scripts' digits (and ``²``), which ``int`` then rejects or reads.
 _SIZE_PATTERN = re.compile(r"[ \t]*([0-9]{1,30})[ \t]*(|b|kib|kb|k|mib|mb|m)[ \t]*", re.IGNORECASE)
@@ -21,13 +20,6 @@ _DECIMAL_NUMBER = re.compile(r"[ \t]*([0-9]{1,30}(?:\.[0-9]{0,30})?|\.[0-9]{1,30
 _TRUE = ("1", "true", "on", "yes")
 _FALSE = ("0", "false", "off", "no")
 MASK = "***"
-
-# Limits of torch-otel's numeric settings (README, Settings; environment_variables.py).
-MAX_BODY_BYTES_RANGE = (256, 64 << 20)  # 256 B .. 64 MiB
-MAX_BATCH_BYTES_RANGE = (64 << 10, 256 << 20)  # 64 KiB .. 256 MiB
-QUEUE_SIZE_RANGE = (1, 10_000_000)  # records
-QUEUE_BYTES_RANGE = (1 << 20, 16 << 30)  # 1 MiB .. 16 GiB
-SHUTDOWN_TIMEOUT_MAX = 600.0  # seconds
 
 
 class SettingsError(ValueError):
@@ -69,9 +61,9 @@ def parse_number(variable: str, raw: str, minimum: float, maximum: float, valid:
     return number
 
 
-def parse_size(variable: str, raw: str, minimum: int = 1, maximum: int = MAX_BATCH_BYTES_RANGE[1]) -> int:
-    valid = (f"a whole number of bytes from {_bytes(minimum)} to {_bytes(maximum)}, optionally with a KiB or MiB "
-             "suffix (e.g. 65536 or 64KiB)")
+def parse_size(variable: str, raw: str, minimum: int, maximum: int) -> int:
+    valid = (f"a whole number of bytes from {env.size_text(minimum)} to {env.size_text(maximum)}, optionally with a "
+             "KiB or MiB suffix (e.g. 65536 or 64KiB)")
     match = _SIZE_PATTERN.fullmatch(raw)
     if match is None:
         raise SettingsError(variable, raw, valid)
@@ -81,19 +73,14 @@ def parse_size(variable: str, raw: str, minimum: int = 1, maximum: int = MAX_BAT
     return size
 
 
-def _bytes(size: int) -> str:
-    for unit, factor in (("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if size >= factor and size % factor == 0:
-            return f"{size // factor} {unit}"
-    return f"{size} bytes"
-
-
-def parse_count(variable: str, raw: str, minimum: int = 1, maximum: int = QUEUE_SIZE_RANGE[1]) -> int:
+def parse_count(variable: str, raw: str, minimum: int, maximum: int) -> int:
     return int(parse_number(variable, raw, minimum, maximum, f"a whole number from {minimum} to {maximum}"))
 
 
-def parse_seconds(variable: str, raw: str, maximum: float = SHUTDOWN_TIMEOUT_MAX) -> float:
-    valid = f"a number of seconds greater than 0 and at most {maximum:g} (e.g. 5 or 0.5)"
+def parse_seconds(variable: str, raw: str, maximum: float, valid: str | None = None) -> float:
+    """The one seconds parser (TORCH_OTEL_SHUTDOWN_TIMEOUT, `torch-otel doctor --timeout`): a number greater than 0
+    and at most ``maximum``, decimals allowed. ``valid`` replaces the default description of what is valid."""
+    valid = valid or f"a number of seconds greater than 0 and at most {maximum:g} (e.g. 5 or 0.5)"
     seconds = parse_number(variable, raw, 0, maximum, valid, decimal=True)
     if seconds <= 0:
         raise SettingsError(variable, raw, valid)
@@ -163,52 +150,54 @@ def parse_file_path(variable: str, raw: str) -> Path:
     return path
 
 
-def parse_path_mode(variable: str, raw: str) -> str:
-    mode = raw.strip().lower()
-    if mode not in ("off", "hash", "remove"):
-        raise SettingsError(variable, raw, "one of off, hash, remove")
-    return mode
+def parse_choice(variable: str, raw: str, choices: tuple[str, ...]) -> str:
+    choice = raw.strip().lower()
+    if choice not in choices:
+        raise SettingsError(variable, raw, "one of " + ", ".join(choices))
+    return choice
+
+
+_PARSERS: dict[str, Callable[[env.Variable, str], Any]] = {
+    "flag": parse_bool,
+    "bytes": lambda v, raw: parse_size(v, raw, int(v.minimum or 0), int(v.maximum or 0)),
+    "count": lambda v, raw: parse_count(v, raw, int(v.minimum or 0), int(v.maximum or 0)),
+    "seconds": lambda v, raw: parse_seconds(v, raw, float(v.maximum or 0)),
+    "choice": lambda v, raw: parse_choice(v, raw, v.choices),
+    "path": parse_file_path,
+}
+
+
+def parse_variable(variable: env.Variable, raw: str) -> Any:
+    """One declared variable's value (not empty) read as its declaration says; ``SettingsError`` if invalid."""
+    return _PARSERS[variable.kind](variable, raw)
 
 
 @dataclass(frozen=True)
 class Settings:
-    torch_stderr: bool = True
-    max_body_bytes: int = 64 * 1024
-    max_batch_bytes: int = 3 * 1024 * 1024
-    queue_size: int = 20_000
-    queue_bytes: int = 32 * 1024 * 1024
-    shutdown_timeout: float = 5.0
-    spans: bool = True
-    structured: bool = False
-    metrics: bool = True
-    redact_paths: str = "off"
-    redact_code: bool = False
-    fast_path: bool = True
+    """The values of the declared variables that have a ``field`` (tests/test_settings_declaration.py checks that
+    the fields are exactly those, with the declared defaults)."""
+
+    torch_stderr: bool = env.TORCH_OTEL_TORCH_STDERR.default
+    max_body_bytes: int = env.TORCH_OTEL_MAX_BODY_BYTES.default
+    max_batch_bytes: int = env.TORCH_OTEL_MAX_BATCH_BYTES.default
+    queue_size: int = env.TORCH_OTEL_QUEUE_SIZE.default
+    queue_bytes: int = env.TORCH_OTEL_QUEUE_BYTES.default
+    shutdown_timeout: float = env.TORCH_OTEL_SHUTDOWN_TIMEOUT.default
+    spans: bool = env.TORCH_OTEL_SPANS.default
+    structured: bool = env.TORCH_OTEL_STRUCTURED.default
+    metrics: bool = env.TORCH_OTEL_METRICS.default
+    redact_paths: str = env.TORCH_OTEL_REDACT_PATHS.default
+    redact_code: bool = env.TORCH_OTEL_REDACT_CODE.default
+    fast_path: bool = env.TORCH_OTEL_FAST_PATH.default
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Read every setting, raising ``SettingsError`` for the first invalid one."""
+        """Read every declared setting (in declaration order), raising ``SettingsError`` for the first invalid one;
+        an unset or empty variable keeps its default."""
         environ = os.environ if environ is None else environ
-        defaults = cls()
-
-        def read(variable: str, parse: Callable[[str, str], T], default: T) -> T:
+        values = {}
+        for variable in env.ALL:
             raw = environ.get(variable)
-            return default if raw is None or raw == "" else parse(variable, raw)
-
-        return cls(
-            torch_stderr=read(env.TORCH_OTEL_TORCH_STDERR, parse_bool, defaults.torch_stderr),
-            max_body_bytes=read(env.TORCH_OTEL_MAX_BODY_BYTES, lambda v, r: parse_size(v, r, *MAX_BODY_BYTES_RANGE),
-                                defaults.max_body_bytes),
-            max_batch_bytes=read(env.TORCH_OTEL_MAX_BATCH_BYTES, lambda v, r: parse_size(v, r, *MAX_BATCH_BYTES_RANGE),
-                                 defaults.max_batch_bytes),
-            queue_size=read(env.TORCH_OTEL_QUEUE_SIZE, parse_count, defaults.queue_size),
-            queue_bytes=read(env.TORCH_OTEL_QUEUE_BYTES, lambda v, r: parse_size(v, r, *QUEUE_BYTES_RANGE),
-                             defaults.queue_bytes),
-            shutdown_timeout=read(env.TORCH_OTEL_SHUTDOWN_TIMEOUT, parse_seconds, defaults.shutdown_timeout),
-            spans=read(env.TORCH_OTEL_SPANS, parse_bool, defaults.spans),
-            structured=read(env.TORCH_OTEL_STRUCTURED, parse_bool, defaults.structured),
-            metrics=read(env.TORCH_OTEL_METRICS, parse_bool, defaults.metrics),
-            redact_paths=read(env.TORCH_OTEL_REDACT_PATHS, parse_path_mode, defaults.redact_paths),
-            redact_code=read(env.TORCH_OTEL_REDACT_CODE, parse_bool, defaults.redact_code),
-            fast_path=read(env.TORCH_OTEL_FAST_PATH, parse_bool, defaults.fast_path),
-        )
+            if variable.field is not None and raw:
+                values[variable.field] = parse_variable(variable, raw)
+        return cls(**values)

@@ -47,18 +47,25 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 from torch_otel import catalog
 from torch_otel import environment_variables as env
-from torch_otel.export_config import (
+from torch_otel.config.export_config import (
     SIGNALS,
     ExportPlan,
     export_plan,
+    installed_entry_points,
     parse_otlp_timeout,
     sdk_disabled,
 )
-from torch_otel.settings import MASK, Settings, SettingsError, mask_url
-from torch_otel.settings import SENSITIVE_NAME as _SENSITIVE_NAME
-from torch_otel.torch_hooks import FEATURES, resolve_attribute
-from torch_otel.torch_import import import_torch_with_logs_held
-from torch_otel.torch_logs import (
+from torch_otel.config.settings import (
+    MASK,
+    SettingsError,
+    mask_url,
+    parse_seconds,
+    parse_variable,
+)
+from torch_otel.config.settings import SENSITIVE_NAME as _SENSITIVE_NAME
+from torch_otel.capture.torch_internals import FEATURES, resolve_attribute
+from torch_otel.capture.torch_import import import_torch_with_logs_held
+from torch_otel.capture.torch_logs import (
     Registry,
     TorchLogsError,
     TorchLogsSettings,
@@ -72,6 +79,7 @@ EXIT_OK = 0
 EXIT_UNREACHABLE = 1
 EXIT_BAD_SETTING = 2
 DEFAULT_TIMEOUT = 3.0
+MAX_TIMEOUT = 600.0
 TORCH_LOGS = "TORCH_LOGS"
 
 _CHECK_ORDER = ("logs", "traces", "metrics")
@@ -296,38 +304,26 @@ def _debug_note(report: _Report, parsed: TorchLogsSettings, registry: Registry) 
 # -------------------------------------------------------------- settings
 
 
-def _format_setting(value: object, field_name: str) -> str:
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    if field_name.endswith("_bytes") and isinstance(value, int):
-        return f"{value} bytes ({value / 1024:g} KiB)"
-    if field_name.endswith("_timeout"):
-        return f"{value:g} s"
-    return str(value)
-
-
 def _settings_section(report: _Report, environ: Mapping[str, str]) -> None:
+    """Every declared TORCH_OTEL_* variable: its value, whether it is the default, and what is valid."""
     report.heading("torch-otel settings")
-    defaults = Settings()
     for variable in env.ALL:
-        field_name = variable.removeprefix("TORCH_OTEL_").lower()
         raw = environ.get(variable)
-        try:
-            value = getattr(Settings.from_env({} if raw is None else {variable: raw}), field_name, None)
-        except SettingsError as error:
-            report.bad_setting(str(error))
-            continue
-        if not hasattr(defaults, field_name):
-            report.info(f"{variable} = {'not set' if raw is None else repr(raw)}")
-            continue
-        default = getattr(defaults, field_name)
-        if raw is None or raw == "":
-            status = "default"
-        elif value == default:
-            status = f"set to {raw!r}, same as the default"
+        default = variable.default_text if variable.field is None else variable.show(variable.default)
+        if not raw:
+            shown, status = default, "default"
+        elif variable.field is None:  # read where it is used (TORCH_OTEL_FILE: checked in the Exporter section)
+            shown, status = repr(raw), f"set, default {default}"
         else:
-            status = f"set to {raw!r}, default {_format_setting(default, field_name)}"
-        report.info(f"{variable} = {_format_setting(value, field_name)} ({status})")
+            try:
+                value = parse_variable(variable, raw)
+            except SettingsError as error:
+                report.bad_setting(str(error))
+                continue
+            shown = variable.show(value)
+            same = value == variable.default
+            status = f"set to {raw!r}, " + ("same as the default" if same else f"default {default}")
+        report.info(f"{variable} = {shown} ({status}) - valid: {variable.limits}")
     for name in sorted(k for k in environ if k.startswith("TORCH_OTEL_") and k not in env.ALL):
         report.warning(f"{name} is not a torch-otel setting and is ignored (misspelt?)")
 
@@ -420,7 +416,7 @@ def _service_name(environ: Mapping[str, str]) -> tuple[str, str]:
     return "unknown_service", "SDK default; set OTEL_SERVICE_NAME"
 
 
-def _exporter_section(report: _Report, environ: Mapping[str, str]) -> dict[str, _Target] | str:
+def _exporter_section(report: _Report, environ: Mapping[str, str]) -> list[tuple[str, _Target]] | str:
     """Describe the exporters; returns the OTLP targets to check, or why there is nothing to check."""
     report.heading("Exporter")
     try:
@@ -447,7 +443,7 @@ def _exporter_section(report: _Report, environ: Mapping[str, str]) -> dict[str, 
                     f"to {plan.file_path} (OTLP JSON Lines; read it with `torch-otel report`). Set "
                     "OTEL_EXPORTER_OTLP_ENDPOINT to send to a collector.")
         return "torch-otel run writes to a local file"
-    targets = _describe_signals(report, plan, environ)
+    targets = _describe_signals(report, plan, environ, built=not problems)
     _describe_transport_settings(report, environ, plan)
     if problems:
         return "the exporter settings are invalid"
@@ -456,22 +452,107 @@ def _exporter_section(report: _Report, environ: Mapping[str, str]) -> dict[str, 
     return targets
 
 
-def _describe_signals(report: _Report, plan: ExportPlan, environ: Mapping[str, str]) -> dict[str, _Target]:
-    targets = {}
+def _describe_signals(report: _Report, plan: ExportPlan, environ: Mapping[str, str],
+                      built: bool = True) -> list[tuple[str, _Target]]:
+    """One line per exporter of each signal, in the order `run` builds them; returns the OTLP targets. With
+    ``built``, each OTLP exporter is also constructed, as `run` constructs it, and asked where it will send."""
+    targets = []
+    unbuildable: dict[str, list[str]] = {}  # the error -> the signals whose exporter it stops
     width = max(map(len, SIGNALS)) + 1
     for signal in SIGNALS:
-        kind = plan.exporters[signal]
         label = f"{signal}:".ljust(width)
-        if kind == "none":
+        if not plan.exporters[signal]:
             report.info(f"{label} none (not exported)")
-            continue
-        if kind == "console":
-            report.info(f"{label} console (printed to stdout, nothing sent)")
-            continue
-        target = targets[signal] = _resolve_target(signal, plan.protocols[signal], environ)
-        security = f"TLS ({target.tls_reason})" if target.tls else f"plaintext ({target.tls_reason})"
-        report.info(f"{label} otlp over {target.protocol} -> {mask_url(target.url)} [{target.source}], {security}")
+        for planned in plan.exporters[signal]:
+            if planned.kind == "console":
+                report.info(f"{label} console (printed to stdout, nothing sent)")
+            elif planned.kind == "prometheus":
+                host = environ.get("OTEL_EXPORTER_PROMETHEUS_HOST") or "localhost"
+                port = environ.get("OTEL_EXPORTER_PROMETHEUS_PORT") or "9464"
+                report.info(f"{label} prometheus (scraped at http://{host}:{port}/metrics, nothing sent)")
+            elif planned.kind == "entry_point":
+                entry_point = installed_entry_points(signal).get(planned.entry_point)
+                value = entry_point.value if entry_point is not None else "?"
+                report.info(f"{label} {planned.name} (installed exporter {value}, built with no arguments; "
+                            "its settings are not checked here)")
+            else:
+                target = _resolve_target(signal, planned.protocol or "grpc", environ)
+                if built:
+                    target, error = _as_built(signal, target, environ)
+                    if error is not None:
+                        unbuildable.setdefault(f"the {planned.name} exporter cannot be built with these settings: "
+                                               f"{error}", []).append(signal)
+                        continue
+                targets.append((signal, target))
+                security = f"TLS ({target.tls_reason})" if target.tls else f"plaintext ({target.tls_reason})"
+                report.info(f"{label} {planned.name} over {target.protocol} -> {mask_url(target.url)} "
+                            f"[{target.source}], {security}")
+    for error, signals in unbuildable.items():
+        report.bad_setting(f"{', '.join(signals)}: {error}")
     return targets
+
+
+_ENVIRON_LOCK = threading.Lock()
+
+
+def _build_otlp_exporter(signal: str, protocol: str, environ: Mapping[str, str]) -> Any:
+    """The OTLP exporter `run` would build for ``signal``, built with ``environ``'s OTEL_* variables in place of
+    this process's (restored afterwards) since the exporters read ``os.environ``."""
+    from torch_otel.exporters.sdk_setup import _otlp_exporter
+
+    if environ is os.environ:
+        return _otlp_exporter(signal, protocol)
+    with _ENVIRON_LOCK:
+        saved = {key: value for key, value in os.environ.items() if key.startswith("OTEL_")}
+        try:
+            for key in saved:
+                del os.environ[key]
+            os.environ.update({k: v for k, v in environ.items() if k.startswith("OTEL_") and isinstance(v, str)})
+            return _otlp_exporter(signal, protocol)
+        finally:
+            for key in [key for key in os.environ if key.startswith("OTEL_")]:
+                del os.environ[key]
+            os.environ.update(saved)
+
+
+def _as_built(signal: str, target: _Target, environ: Mapping[str, str]) -> tuple[_Target, str | None]:
+    """Build the exporter `run` will build and take its endpoint (and, for gRPC, its plaintext/TLS choice) over
+    the doctor's own reading, so the check goes where the exporter will send; or why it cannot be built at all
+    (a bad setting). The endpoint is private to the exporters, so it is read only if present."""
+    try:
+        exporter = _build_otlp_exporter(signal, target.protocol, environ)
+    except Exception as error:  # noqa: BLE001 - whatever stops the exporter stops `run` too
+        return target, f"{type(error).__name__}: {' '.join(str(error).split())}"
+    try:
+        endpoint = getattr(exporter, "_endpoint", None)
+        insecure = getattr(exporter, "_insecure", None)
+    finally:
+        try:
+            exporter.shutdown()
+        except Exception:  # noqa: BLE001, S110 - closing a channel that never connected
+            pass
+    if not isinstance(endpoint, str):
+        return target, None
+    if target.protocol == "grpc":
+        if endpoint != urlsplit(target.url).netloc:
+            target = _replace_url(target, f"{'http' if insecure else 'https'}://{endpoint}", "as the exporter reads it")
+        if isinstance(insecure, bool) and insecure == target.tls:
+            target = _replace_tls(target, not insecure, "as the exporter reads it")
+    elif endpoint != target.url:
+        target = _replace_url(target, endpoint, "as the exporter reads it")
+    return target, None
+
+
+def _replace_url(target: _Target, url: str, source: str) -> _Target:
+    from dataclasses import replace
+
+    return replace(target, url=url, source=source)
+
+
+def _replace_tls(target: _Target, tls: bool, reason: str) -> _Target:
+    from dataclasses import replace
+
+    return replace(target, tls=tls, tls_reason=reason)
 
 
 def _describe_transport_settings(report: _Report, environ: Mapping[str, str], plan: ExportPlan) -> None:
@@ -486,7 +567,7 @@ def _describe_transport_settings(report: _Report, environ: Mapping[str, str], pl
         if environ.get(prefix + "INSECURE") is not None:
             report.info(f"{prefix}INSECURE: {environ[prefix + 'INSECURE']!r} (gRPC only; ignored for https:// URLs)")
         _check_timeout(report, prefix + "TIMEOUT", environ.get(prefix + "TIMEOUT"))
-        protocols = {plan.protocols[s] for s in signals if plan.exporters[s] == "otlp"}
+        protocols = {e.protocol or plan.protocols[s] for s in signals for e in plan.otlp(s)}
         _check_compression(report, prefix + "COMPRESSION", environ.get(prefix + "COMPRESSION"), protocols)
 
 
@@ -530,7 +611,7 @@ def _millis(start: float) -> str:
     return f"{(time.monotonic() - start) * 1000:.0f} ms"
 
 
-def _check_section(report: _Report, targets: dict[str, _Target] | str, timeout: float, skip: bool) -> None:
+def _check_section(report: _Report, targets: list[tuple[str, _Target]] | str, timeout: float, skip: bool) -> None:
     report.heading("Endpoint check")
     if skip:
         report.info("skipped (--no-check)")
@@ -541,13 +622,14 @@ def _check_section(report: _Report, targets: dict[str, _Target] | str, timeout: 
     if not targets:
         report.info("skipped: no signal is exported over OTLP")
         return
-    groups: dict[tuple[object, ...], list[str]] = {}
+    groups: dict[tuple[object, ...], list[tuple[str, _Target]]] = {}
     for signal in _CHECK_ORDER:
-        if signal in targets:
-            groups.setdefault(targets[signal].connection, []).append(signal)
+        for own, target in targets:
+            if own == signal:
+                groups.setdefault(target.connection, []).append((signal, target))
     report.info(f"sending an empty OTLP export request per signal (timeout {timeout:g} s)")
-    for signals, outcomes in _run_concurrently(targets, list(groups.values()), timeout):
-        target = targets[signals[0]]
+    for group, outcomes in _run_concurrently(list(groups.values()), timeout):
+        target = group[0][1]
         where = f"{target.protocol} {mask_url(target.url)}"
         for outcome in outcomes:
             line = f"{', '.join(outcome.signals)} -> {where}: {outcome.text}"
@@ -565,15 +647,17 @@ def _proxy_note(report: _Report) -> None:
 
 
 def _run_concurrently(
-    targets: dict[str, _Target], groups: list[list[str]], timeout: float
-) -> list[tuple[list[str], list[_Outcome]]]:
-    """Check every group in its own daemon thread, so the whole check takes at most about ``timeout``."""
+    groups: list[list[tuple[str, _Target]]], timeout: float
+) -> list[tuple[list[tuple[str, _Target]], list[_Outcome]]]:
+    """Check every group (the signals sharing one connection) in its own daemon thread, so the whole check takes
+    at most about ``timeout``."""
     results: dict[int, list[_Outcome]] = {}
 
-    def work(index: int, signals: list[str]) -> None:
+    def work(index: int, group: list[tuple[str, _Target]]) -> None:
         try:
-            results[index] = _check_group(targets, signals, timeout)
+            results[index] = _check_group(group, timeout)
         except Exception as error:  # noqa: BLE001 - reported as a failed check, never raised
+            signals = [signal for signal, _ in group]
             results[index] = [_Outcome(signals, False, False, f"check failed: {type(error).__name__}: {error}")]
 
     threads = [
@@ -585,20 +669,21 @@ def _run_concurrently(
     deadline = time.monotonic() + timeout + 1.0
     for thread in threads:
         thread.join(max(0.0, deadline - time.monotonic()))
-    late = [_Outcome(g, False, False, f"no answer within {timeout:g} s (timeout)") for g in groups]
+    late = [_Outcome([s for s, _ in g], False, False, f"no answer within {timeout:g} s (timeout)") for g in groups]
     return [(g, results.get(i, [late[i]])) for i, g in enumerate(groups)]
 
 
-def _check_group(targets: dict[str, _Target], signals: list[str], timeout: float) -> list[_Outcome]:
+def _check_group(group: list[tuple[str, _Target]], timeout: float) -> list[_Outcome]:
     """Check the first signal; if the endpoint answered, check the rest of the signals sharing it."""
     deadline = time.monotonic() + timeout
-    check = _check_grpc if targets[signals[0]].protocol == "grpc" else _check_http
-    first = check(targets[signals[0]], signals[0], timeout)
+    (signal, target), rest = group[0], group[1:]
+    check = _check_grpc if target.protocol == "grpc" else _check_http
+    first = check(target, signal, timeout)
     if not first.answered:
-        return [_Outcome(list(signals), False, False, first.text)]
+        return [_Outcome([s for s, _ in group], False, False, first.text)]
     outcomes = [first]
-    for signal in signals[1:]:
-        outcomes.append(check(targets[signal], signal, max(0.05, deadline - time.monotonic())))
+    for signal, target in rest:
+        outcomes.append(check(target, signal, max(0.05, deadline - time.monotonic())))
     return outcomes
 
 
@@ -788,12 +873,10 @@ class _Parser(argparse.ArgumentParser):
 
 def _timeout(raw: str) -> float:
     try:
-        seconds = float(raw)
-    except ValueError:
-        seconds = -1.0
-    if not 0 < seconds <= 600:
-        raise argparse.ArgumentTypeError(f"expected seconds greater than 0 and at most 600, got {raw!r}")
-    return seconds
+        return parse_seconds("--timeout", raw, MAX_TIMEOUT)
+    except SettingsError:
+        raise argparse.ArgumentTypeError(
+            f"expected seconds greater than 0 and at most {MAX_TIMEOUT:g}, got {raw!r}") from None
 
 
 def _parse_args(argv: Sequence[str], out: TextIO) -> argparse.Namespace:

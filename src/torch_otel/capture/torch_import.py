@@ -7,7 +7,11 @@ import os
 import sys
 from types import ModuleType
 
-from torch_otel.torch_logs import TorchLogsError, parse_torch_logs, snapshot_registry
+from torch_otel.capture.torch_logs import (
+    TorchLogsError,
+    parse_torch_logs,
+    snapshot_registry,
+)
 
 TORCH_LOGS = "TORCH_LOGS"
 
@@ -24,9 +28,9 @@ def import_torch_checked() -> None:
     if raw is None:
         return
     parse_torch_logs(raw)
-    import torch._logging._internal as internal
+    from torch_otel.capture.torch_internals import init_logs
 
-    internal._init_logs()
+    init_logs()
 
 
 def check_torch_logs(raw: str | None) -> None:

@@ -12,12 +12,12 @@ import threading
 from dataclasses import dataclass
 
 from torch_otel.console import say
-from torch_otel.delivery import LEDGER, Ledger
-from torch_otel.exporter_logs import limit_sdk_warnings
+from torch_otel.exporters.delivery import LEDGER, Ledger
+from torch_otel.exporters.exporter_logs import limit_sdk_warnings
 from torch_otel.instrumentor import TorchInstrumentor, instrument
-from torch_otel.export_config import export_plan, sdk_disabled
-from torch_otel.sdk_setup import Providers, configure_sdk
-from torch_otel.settings import Settings, SettingsError
+from torch_otel.config.export_config import export_plan, sdk_disabled
+from torch_otel.exporters.sdk_setup import Providers, configure_sdk
+from torch_otel.config.settings import Settings, SettingsError
 
 WORKER_EXIT_BUDGET_S = 1.0  # DataLoader terminates workers that linger on their way out
 _LAUNCHERS = ("torch.distributed.",)  # torch modules run as programs that start user processes, e.g. torchrun

@@ -1,0 +1,308 @@
+"""Every contact torch-otel has with torch's private internals: the logging internals (registered loggers, torch's own
+handlers, ``_init_logs``, the TORCH_TRACE logger), the compile id in ``torch._guards``' thread-local, and the compile
+functions the hooks wrap. Each is detected by feature (presence and, where it can change, signature), so another
+torch costs features, never an error. Nothing here imports torch until it is called."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import wrapt
+
+from torch_otel import catalog
+
+_warn = logging.getLogger("torch_otel").warning
+
+# -- the compile functions the hooks wrap --------------------------------------------------------------------------
+
+# Where each hooked function lives: feature -> (module, attribute path).
+FEATURES: dict[str, tuple[str, str]] = {
+    "phase spans": ("torch._dynamo.utils", "record_chromium_event_internal"),
+    "compilation metrics": ("torch._dynamo.utils", "log_compilation_event"),
+    "recompile reasons": ("torch._dynamo.convert_frame", "get_and_maybe_log_recompilation_reasons"),
+    "recompile limit": ("torch._dynamo.convert_frame", "exceeds_recompile_limit"),
+    "graph breaks": ("torch._dynamo.symbolic_convert", "InstructionTranslatorBase.log_graph_break"),
+}
+
+ANY = "*"  # a parameter the hook passes through without reading: its name may differ between torch versions
+
+# The leading parameters each hook reads, named as in torch 2.13 (torch passes some by keyword). A function whose
+# signature does not start with exactly these is treated as missing: the hook would misread its arguments.
+SIGNATURES: dict[str, tuple[str, ...]] = {
+    "phase spans": ("event",),
+    "compilation metrics": ("metrics",),
+    "recompile reasons": (ANY, "frame"),  # cache_entry in 2.4-2.12, cache_entries in 2.13
+    "recompile limit": ("cache_size", "compile_id"),  # paired with its (exceeded, limit_type) result
+    "graph breaks": ("self", "code_options", "reason", "exc"),
+}
+
+_POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+
+
+def signature_fits(function: Any, expected: Sequence[str]) -> bool:
+    """True if ``function``'s first parameters are positional and named ``expected`` (``ANY`` matches any name)."""
+    if not expected:
+        return True
+    try:
+        leading = list(inspect.signature(function).parameters.values())[: len(expected)]
+    except (TypeError, ValueError):  # no signature to read: the hook cannot trust its arguments
+        return False
+    return len(leading) == len(expected) and all(
+        parameter.kind in _POSITIONAL and name in (ANY, parameter.name) for parameter, name in zip(leading, expected)
+    )
+
+
+def _signature_at(module_name: str, path: str) -> tuple[str, ...]:
+    for feature, where in FEATURES.items():
+        if where == (module_name, path):
+            return SIGNATURES.get(feature, ())
+    return ()
+
+
+def resolve_attribute(module_name: str, path: str, signature: Sequence[str] | None = None) -> tuple[Any, str, Any] | None:
+    """(owner, attribute, current value) for a dotted attribute path in a module, or None if it is missing or its
+    signature does not fit (by default, the one ``SIGNATURES`` gives the feature at that location)."""
+    try:
+        owner: Any = importlib.import_module(module_name)
+        *parents, attribute = path.split(".")
+        for parent in parents:
+            owner = getattr(owner, parent)
+        value = getattr(owner, attribute)
+    except Exception:  # noqa: BLE001 - a missing private API just means one feature fewer
+        return None
+    if not signature_fits(value, _signature_at(module_name, path) if signature is None else signature):
+        return None
+    return owner, attribute, value
+
+
+def feature_function(feature: str) -> tuple[Any, str, Any] | None:
+    """Where ``feature``'s function is, if this torch has it with the signature the hook reads."""
+    resolved = resolve_attribute(*FEATURES[feature], SIGNATURES.get(feature, ()))
+    return resolved if resolved is not None and callable(resolved[2]) else None
+
+
+def supported_features() -> dict[str, bool]:
+    return {feature: feature_function(feature) is not None for feature in FEATURES}
+
+
+def why_missing(feature: str) -> str:
+    """``feature``, plus why, for the one warning about what this torch lacks."""
+    return f"{feature} (changed signature)" if resolve_attribute(*FEATURES[feature], ()) is not None else feature
+
+
+def call_arguments(args: tuple[Any, ...], kwargs: dict[str, Any], names: Sequence[str]) -> list[Any]:
+    """The leading arguments of a call to a hooked function, whether torch passed them by position or by name."""
+    return [args[index] if index < len(args) else kwargs.get(name) for index, name in enumerate(names)]
+
+
+class Patch(NamedTuple):
+    """A wrapped torch function: what its owner held before (``_INHERITED`` if the owner only inherited it)."""
+
+    owner: Any
+    attribute: str
+    original: Any
+
+
+_INHERITED = object()
+Handler = Callable[[Callable[..., Any], Any, tuple, dict], Any]  # wrapt's (wrapped, instance, args, kwargs)
+
+
+def wrap(owner: Any, attribute: str, handler: Handler) -> Patch:
+    """Replace ``owner.attribute`` with a ``wrapt.FunctionWrapper`` that runs ``handler``; ``unwrap`` undoes it."""
+    original = vars(owner).get(attribute, _INHERITED)
+    wrapt.wrap_function_wrapper(owner, attribute, handler)
+    return Patch(owner, attribute, original)
+
+
+def unwrap(patch: Patch) -> None:
+    """Put back exactly what ``wrap`` replaced (a method it found on a base class is deleted from the subclass)."""
+    if patch.original is _INHERITED:
+        delattr(patch.owner, patch.attribute)
+    else:
+        setattr(patch.owner, patch.attribute, patch.original)
+
+
+def wrap_features(handlers: dict[str, Handler]) -> tuple[list[Patch], list[str]]:
+    """Wrap each feature's function with its handler; returns the patches and the features this torch lacks."""
+    patches: list[Patch] = []
+    missing: list[str] = []
+    for feature in FEATURES:
+        resolved = feature_function(feature)
+        if resolved is None:
+            missing.append(feature)
+            continue
+        owner, attribute, _ = resolved
+        try:
+            patches.append(wrap(owner, attribute, handlers[feature]))
+        except Exception:  # noqa: BLE001 - an attribute that cannot be replaced is a feature fewer
+            missing.append(feature)
+    return patches, missing
+
+
+def graph_break_location(exc: Any, code_options: Any) -> tuple[str | None, int | None]:
+    """The user's file and line a graph break happened at."""
+    try:
+        stack = getattr(exc, "real_stack", None)
+        if stack is None:
+            import torch._guards
+
+            stack = torch._guards.TracingContext.extract_stack()
+        if stack:
+            return stack[-1].filename, stack[-1].lineno
+        return code_options.get("co_filename"), code_options.get("co_firstlineno")
+    except Exception:  # noqa: BLE001
+        return None, None
+
+
+def recompile_limit(limit_type: str) -> Any:
+    """The value of the dynamo config limit (``recompile_limit``, ...) a frame hit."""
+    try:
+        import torch._dynamo.config as dynamo_config
+
+        return getattr(dynamo_config, limit_type, None)
+    except Exception:  # noqa: BLE001 - never raise into torch
+        return None
+
+
+# -- logging internals ---------------------------------------------------------------------------------------------
+
+
+def logging_internal() -> Any:
+    import torch._logging._internal as internal
+
+    return internal
+
+
+def live_log_registry() -> dict[str, Any] | None:
+    """What parsing TORCH_LOGS needs from torch's ``log_registry`` (importing torch if needed): ``aliases``,
+    ``artifacts``, ``off_by_default``, ``descriptions`` and ``torch_version``; None without a usable torch."""
+    internal = sys.modules.get("torch._logging._internal")
+    if internal is None:
+        try:
+            import torch  # noqa: F401
+        except Exception:  # noqa: BLE001, S110
+            # A bad TORCH_LOGS makes `import torch` raise only after the registry module has been fully
+            # populated, so it is still usable.
+            pass
+        internal = sys.modules.get("torch._logging._internal")
+    registry: Any = getattr(internal, "log_registry", None)
+    if (
+        "torch._logging._registrations" not in sys.modules
+        or not getattr(registry, "log_alias_to_log_qnames", None)
+        or not getattr(registry, "artifact_names", None)
+    ):
+        return None
+    version = getattr(sys.modules.get("torch.version"), "__version__", None)
+    return {
+        "aliases": dict(registry.log_alias_to_log_qnames),
+        "artifacts": frozenset(registry.artifact_names),
+        "off_by_default": frozenset(registry.off_by_default_artifact_names),
+        "descriptions": dict(registry.artifact_descriptions),
+        "torch_version": None if version is None else str(version),
+    }
+
+
+def init_logs() -> None:
+    """Have torch (re)apply TORCH_LOGS to its loggers."""
+    logging_internal()._init_logs()
+
+
+def registered_loggers() -> tuple[list[str], dict[str, Any]]:
+    """The qualified names of torch's registered loggers, sorted, and torch's alias -> qualified names map."""
+    registry = logging_internal().log_registry
+    return sorted(registry.get_log_qnames()), dict(registry.log_alias_to_log_qnames)
+
+
+def structured_trace_logger() -> logging.Logger | None:
+    """The TORCH_TRACE logger (``torch.__trace``), if this torch has one."""
+    return getattr(logging_internal(), "trace_log", None)
+
+
+def logger_artifact(logger_name: str) -> str | None:
+    """The artifact a torch logger carries (``torch._dynamo.guards.__recompiles`` -> ``recompiles``), if any."""
+    artifact = getattr(logging.getLogger(logger_name), "artifact_name", None)
+    return artifact if isinstance(artifact, str) else catalog.artifact_of_logger(logger_name)
+
+
+def is_torch_handler(handler: logging.Handler) -> bool:
+    """True for a handler torch installed itself (and removes again on its next re-init)."""
+    check = getattr(logging_internal(), "_is_torch_handler", None)
+    return bool(check(handler)) if check is not None else False
+
+
+def is_torch_stderr_handler(handler: logging.Handler) -> bool:
+    """True for torch's own console handler (not its TORCH_LOGS_OUT file, not its TORCH_TRACE handler)."""
+    return (
+        is_torch_handler(handler)
+        and isinstance(handler, logging.StreamHandler)
+        and not isinstance(handler, logging.FileHandler)
+        and handler is not getattr(logging_internal(), "LOG_TRACE_HANDLER", None)
+    )
+
+
+def after_init_logs(callback: Callable[[], None]) -> list[Patch]:
+    """Call ``callback`` each time torch re-applies its log settings (``set_logs``, a new registration). Returns the
+    patches to ``unwrap``; none, with a warning, on a torch without ``_init_logs``."""
+    import torch._logging as torch_logging
+
+    internal = logging_internal()
+    original = getattr(internal, "_init_logs", None)
+    if original is None or not callable(original):
+        _warn("torch-otel: this torch has no _init_logs; handlers are not re-attached after torch._logging.set_logs")
+        return []
+
+    def _init_logs(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
+        result = wrapped(*args, **kwargs)
+        callback()
+        return result
+
+    return [wrap(owner, "_init_logs", _init_logs) for owner in (internal, torch_logging)
+            if getattr(owner, "_init_logs", None) is original]
+
+
+# -- the compile id ------------------------------------------------------------------------------------------------
+
+
+def _no_compile() -> None:
+    return None
+
+
+def compile_readers() -> tuple[Callable[[], Any], Callable[[Any], str]]:
+    """How the handler reads the compile in progress (a cheap hashable key, on the logging thread) and how the
+    export thread turns that key into torch's trace id text ("0/1", "0/1_1"), as tlparse shows it."""
+    try:
+        from torch._guards import (
+            _TLS,
+            CompileContext,
+            CompileId,
+            TraceId,
+            compile_context,
+        )
+    except ImportError:
+        _warn("torch-otel: this torch has no CompileContext trace ids; records will carry no pytorch.compile.id")
+        return _no_compile, str
+
+    def current_compile() -> Any:
+        # CompileContext.try_get() reads the same thread-local, but getattr() with a default raises and catches an
+        # AttributeError whenever no compile is running, which is most of the time.
+        context = _TLS.__dict__.get("compile_context")
+        if context is None or context.compile_id is None:
+            return None
+        return context.compile_id, context.attempt
+
+    def text(key: Any) -> str:
+        return str(TraceId(*key))
+
+    try:
+        with compile_context(CompileContext(CompileId(frame_id=0, frame_compile_id=0))):
+            agrees = current_compile() == tuple(CompileContext.current_trace_id())
+        if agrees and current_compile() is None:
+            return current_compile, text
+    except Exception:  # noqa: BLE001, S110 - a different torch: use its public-ish reader below
+        pass
+    return CompileContext.current_trace_id, text

@@ -1,0 +1,144 @@
+"""`torch-otel report FILE... [--html OUT]`: the command: arguments, then reading, the terminal view on stdout, the
+HTML view in a file (imported only when --html asks for it), and the errors on stderr."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from typing import IO, Any, BinaryIO, Sequence
+
+from torch_otel.tools.report import reading
+from torch_otel.tools.report.formatting import clean, exact_size, plural
+from torch_otel.tools.report.reading import (
+    Progress,
+    ReportInputError,
+    check_input,
+    read_files,
+)
+from torch_otel.tools.report.text import DEFAULT_WIDTH, render_text
+
+EXIT_OK = 0
+EXIT_BAD_LINES = 1
+EXIT_USAGE = 2
+
+
+class _ParserExit(Exception):
+    def __init__(self, code: int) -> None:
+        self.code = code
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that writes to the given streams and returns instead of exiting."""
+
+    def __init__(self, out: IO[str], err: IO[str], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._out, self._err = out, err
+
+    def _print_message(self, message: str, file: IO[str] | None = None) -> None:
+        if message:
+            (self._err if file is sys.stderr or file is self._err else self._out).write(message)
+
+    def exit(self, status: int = 0, message: str | None = None) -> Any:  # type: ignore[override]
+        if message:
+            self._err.write(message)
+        raise _ParserExit(status)
+
+    def error(self, message: str) -> Any:  # type: ignore[override]
+        self.print_usage(self._err)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+_SIZE = re.compile(r"\s*([0-9]{1,20})\s*(|b|kib|kb|k|mib|mb|m|gib|gb|g)\s*", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mb": 1 << 20, "mib": 1 << 20,
+               "g": 1 << 30, "gb": 1 << 30, "gib": 1 << 30}
+
+
+def _size_argument(raw: str) -> int:
+    match = _SIZE.fullmatch(raw)
+    if match is None or int(match.group(1)) == 0:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a size: a whole number of bytes, optionally with KiB, MiB "
+                                         f"or GiB (e.g. 256MiB)")
+    return int(match.group(1)) * _SIZE_UNITS[match.group(2).lower()]
+
+
+def build_parser(out: IO[str], err: IO[str]) -> argparse.ArgumentParser:
+    parser = _Parser(
+        out, err, prog="torch-otel report",
+        description="Summarise torch.compile telemetry (compiles, recompiles, graph breaks, caches, artifacts) from "
+                    "OTLP JSON Lines files written by torch-otel's file export or an OpenTelemetry Collector file exporter.",
+    )
+    parser.add_argument("files", nargs="+", metavar="FILE", help="OTLP JSON Lines file(s); gzip is fine; - for stdin")
+    parser.add_argument("--html", metavar="OUT", help="also write a self-contained HTML report with a timeline")
+    parser.add_argument("--no-progress", action="store_true", help="never show the progress line on stderr")
+    parser.add_argument("--progress", action="store_true", help="show the progress line even when stderr is not a terminal")
+    parser.add_argument("--max-line-bytes", type=_size_argument, default=None, metavar="SIZE",
+                        help=f"longest line read, e.g. 256MiB (default: {exact_size(reading.MAX_LINE_BYTES).replace(' ', '')})")
+    parser.add_argument("--max-file-bytes", type=_size_argument, default=None, metavar="SIZE",
+                        help=f"most bytes read of one file, after gzip decompression, e.g. 16GiB (default: "
+                             f"{exact_size(reading.MAX_FILE_BYTES).replace(' ', '')})")
+    parser.add_argument("--width", type=int, default=None,
+                        help=f"cut long reasons to fit this many columns (default: the terminal's, else {DEFAULT_WIDTH}; 0: never)")
+    return parser
+
+
+def _isatty(stream: IO[str]) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+def main(argv: Sequence[str] | None = None, out: IO[str] | None = None, err: IO[str] | None = None,
+         stdin: BinaryIO | None = None) -> int:
+    """``torch-otel report``: 0 when every line parsed, 1 when some did not or a file went past --max-line-bytes or
+    --max-file-bytes (the rest is still reported), 2 when a file cannot be read or the arguments are wrong."""
+    out = out if out is not None else sys.stdout
+    err = err if err is not None else sys.stderr
+    try:
+        args = build_parser(out, err).parse_args(sys.argv[1:] if argv is None else list(argv))
+    except _ParserExit as stop:
+        return stop.code
+    try:
+        for path in args.files:
+            check_input(path)
+    except ReportInputError as error:
+        err.write(f"torch-otel report: {error}\n")
+        return EXIT_USAGE
+    total = sum(os.path.getsize(p) for p in args.files if p != "-")
+    progress = Progress(err, total, enabled=not args.no_progress and (args.progress or _isatty(err)))
+    result = read_files(args.files, progress, stdin, args.max_line_bytes, args.max_file_bytes)
+    width = args.width
+    if width is None:
+        width = os.get_terminal_size(out.fileno()).columns if _isatty(out) and hasattr(out, "fileno") else DEFAULT_WIDTH
+    try:
+        out.write(render_text(result.report, width))
+        out.flush()
+    except BrokenPipeError:  # `torch-otel report big.jsonl | head`
+        if out is sys.stdout:
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - so the interpreter's final flush stays quiet
+    if args.html:
+        try:
+            from torch_otel.tools.report.html import render_html
+
+            page = render_html(result.report)
+        except ImportError as error:  # Jinja2 comes with torch; a bare install of torch-otel may lack it
+            err.write(f"torch-otel report: --html needs Jinja2 ({error}); pip install jinja2\n")
+            return EXIT_USAGE
+        try:
+            with open(args.html, "w", encoding="utf-8") as f:
+                f.write(page)
+        except OSError as error:
+            err.write(f"torch-otel report: cannot write {args.html}: {error.strerror or error}\n")
+            return EXIT_USAGE
+        err.write(f"torch-otel report: wrote {args.html}\n")
+    for line_error in result.errors:
+        err.write(f"torch-otel report: {line_error.path}:{line_error.line}: {clean(line_error.message)}\n")
+    if result.error_count:
+        shown = f"; the first {len(result.errors)} shown" if result.error_count > len(result.errors) else ""
+        err.write(f"torch-otel report: {plural(result.error_count, 'malformed line')} skipped of {result.report.lines}"
+                  f"{shown}; the other lines are reported\n")
+    for message in result.limit_errors:
+        err.write(f"torch-otel report: {message}\n")
+    return EXIT_BAD_LINES if result.error_count or result.limit_errors else EXIT_OK
