@@ -234,7 +234,7 @@ def fast_path_sink(endpoint: str, sent: dict[str, int]) -> Any:
 
     def counting_send(batch: Any) -> bool:
         ok = send(batch)
-        sent["exported" if ok else "failed"] += batch.count
+        sent["exported" if ok else "failed"] += batch.records
         return ok
 
     exporter.send = counting_send

@@ -75,7 +75,7 @@ def test_fast_path_encoding_equals_the_sdk_encoding_of_the_same_records():
     ours = ExportLogsServiceRequest()
     for batch in exporter.batches:
         ours.MergeFromString(batch.data)
-    assert len(items) > 50 and sum(b.count for b in exporter.batches) == len(items)
+    assert len(items) > 50 and sum(b.records for b in exporter.batches) == len(items)
     assert comparable(ours) == comparable(encode_logs(sdk_records))
     assert dict((kv.key, kv.value.string_value) for kv in ours.resource_logs[0].resource.attributes)["service.name"] \
         == "wire-test"
@@ -92,7 +92,7 @@ def test_batches_stay_under_the_byte_budget_and_failures_are_counted():
     site = CallSite("torch._dynamo", 5, "DEBUG", {}, None)
     records = [WireRecord(site, i, "y" * 30_000, {"i": i}, Context()) for i in range(10)]
     sink.export(records, len(records))
-    assert [b.count for b in exporter.batches] == [3, 3, 3, 1]
+    assert [b.records for b in exporter.batches] == [3, 3, 3, 1]
     assert all(len(b.data) <= 100_000 for b in exporter.batches)
     # lost records, counted per failed request
     assert (tally.accepted, tally.delivered, tally.failed, tally.failed_requests) == (10, 0, 10, 4)

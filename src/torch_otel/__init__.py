@@ -23,14 +23,22 @@ _PUBLIC = {
 }
 
 __all__ = [
-    "Settings", "SettingsError", "TorchInstrumentor", "TorchLogsError", "TorchLogsSettings", "__version__", "flush",
-    "instrument", "parse_torch_logs", "uninstrument",
+    "Settings",
+    "SettingsError",
+    "TorchInstrumentor",
+    "TorchLogsError",
+    "TorchLogsSettings",
+    "__version__",
+    "flush",
+    "instrument",
+    "parse_torch_logs",
+    "uninstrument",
 ]
 
 if TYPE_CHECKING:
-    from torch_otel.instrumentor import TorchInstrumentor, flush, instrument, uninstrument
-    from torch_otel.config.settings import Settings, SettingsError
     from torch_otel.capture.torch_logs import TorchLogsError, TorchLogsSettings, parse_torch_logs
+    from torch_otel.config.settings import Settings, SettingsError
+    from torch_otel.instrumentor import TorchInstrumentor, flush, instrument, uninstrument
 
 
 def __getattr__(name: str) -> Any:

@@ -37,18 +37,32 @@ _warn = logging.getLogger("torch_otel").warning
 class LogBridge:
     """Owns the handlers, the queue and the export thread. ``start`` and ``stop`` are exact inverses."""
 
-    def __init__(self, logger_provider: LoggerProvider, settings: Settings, wire_sink: WireLogSink | None = None) -> None:
+    def __init__(
+        self, logger_provider: LoggerProvider, settings: Settings, wire_sink: WireLogSink | None = None
+    ) -> None:
         self._wire_sink = wire_sink
         self._provider = logger_provider
         self._settings = settings
         # Waking the export thread in the middle of a burst makes it fight the logging thread for the GIL (about
         # 3 µs a record here), so the tick exports once a burst is over and the wake-up at 3/4 full only keeps the
         # queue from overflowing: a quarter of it is ample headroom, since a drain empties it in a millisecond.
-        self._queue = RecordQueue(settings.queue_size, max(1, settings.queue_size * 3 // 4), self._wake, self._arrived,
-                                  settings.queue_bytes, settings.max_body_bytes)
+        self._queue = RecordQueue(
+            settings.queue_size,
+            max(1, settings.queue_size * 3 // 4),
+            self._wake,
+            self._arrived,
+            settings.queue_bytes,
+            settings.max_body_bytes,
+        )
         self._current_compile, compile_id_text = torch_internals.compile_readers()
-        self._converter = LogRecordConverter(logger_provider, torch_version(), settings.max_body_bytes, torch_internals.logger_artifact,
-                                             compile_id_text, Redactor(settings.redact_paths, settings.redact_code))
+        self._converter = LogRecordConverter(
+            logger_provider,
+            torch_version(),
+            settings.max_body_bytes,
+            torch_internals.logger_artifact,
+            compile_id_text,
+            Redactor(settings.redact_paths, settings.redact_code),
+        )
         self._handlers: dict[str, TorchLogHandler] = {}
         self._removed_stderr: list[tuple[logging.Logger, logging.Handler]] = []
         self._patched: list[torch_internals.Patch] = []
@@ -129,9 +143,9 @@ class LogBridge:
         for qname, handler in self._handlers.items():
             logging.getLogger(qname).removeHandler(handler)
         self._handlers.clear()
-        for logger, handler in self._removed_stderr:
-            if torch_internals.is_torch_handler(handler) and handler not in logger.handlers:
-                logger.addHandler(handler)
+        for logger, stderr_handler in self._removed_stderr:
+            if torch_internals.is_torch_handler(stderr_handler) and stderr_handler not in logger.handlers:
+                logger.addHandler(stderr_handler)
         self._removed_stderr.clear()
 
     def _reattach(self) -> None:
@@ -314,8 +328,9 @@ _fork_hook_installed = False
 def _register_fork_handler(bridge: LogBridge) -> None:
     global _fork_hook_installed
     if not _fork_hook_installed and hasattr(os, "register_at_fork"):
-        os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
-                            after_in_child=_reinit_after_fork)
+        os.register_at_fork(
+            before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_reinit_after_fork
+        )
         _fork_hook_installed = True
     _fork_targets.add(bridge)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 # Log record attributes.
 ATTR_COMPONENT = "pytorch.log.component"
@@ -61,7 +61,13 @@ def owning_qname(logger_name: str, registered: Iterable[str]) -> str | None:
     return None
 
 
-_OTEL_SEVERITY_BY_LEVEL = ((logging.CRITICAL, 21), (logging.ERROR, 17), (logging.WARNING, 13), (logging.INFO, 9), (logging.DEBUG, 5))
+_OTEL_SEVERITY_BY_LEVEL = (
+    (logging.CRITICAL, 21),
+    (logging.ERROR, 17),
+    (logging.WARNING, 13),
+    (logging.INFO, 9),
+    (logging.DEBUG, 5),
+)
 
 
 def otel_severity_number(levelno: int) -> int:
@@ -71,6 +77,7 @@ def otel_severity_number(levelno: int) -> int:
         if levelno >= level:
             return min(base + (levelno - level) * 4 // 10, base + 3)
     return 1
+
 
 # Spans and span events.
 SPAN_COMPILE = "torch.compile"
@@ -113,7 +120,21 @@ CACHES = ("inductor_fx_local", "inductor_fx_remote", "aotautograd_local", "aotau
 OTHER_LABEL = "other"
 MAX_FUNCTION_LABELS = 50
 COMPILE_DURATION_BUCKETS = (
-    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    120.0,
+    300.0,
+    600.0,
 )
 # How Prometheus spells them (OTel's Prometheus exporter: dots to underscores, unit and _total suffixes).
 PROMETHEUS_NAMES = {

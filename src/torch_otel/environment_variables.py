@@ -46,12 +46,29 @@ class Variable(str):
     doc: str
     default_text: str
 
-    def __new__(cls, name: str, *, field: str | None, kind: Kind, default: Any, doc: str,
-                minimum: float | None = None, maximum: float | None = None, choices: tuple[str, ...] = (),
-                default_text: str | None = None) -> Variable:
+    def __new__(
+        cls,
+        name: str,
+        *,
+        field: str | None,
+        kind: Kind,
+        default: Any,
+        doc: str,
+        minimum: float | None = None,
+        maximum: float | None = None,
+        choices: tuple[str, ...] = (),
+        default_text: str | None = None,
+    ) -> Variable:
         self = super().__new__(cls, name)
-        declaration = {"field": field, "kind": kind, "default": default, "minimum": minimum, "maximum": maximum,
-                       "choices": choices, "doc": " ".join(doc.split())}
+        declaration = {
+            "field": field,
+            "kind": kind,
+            "default": default,
+            "minimum": minimum,
+            "maximum": maximum,
+            "choices": choices,
+            "doc": " ".join(doc.split()),
+        }
         for key, value in declaration.items():
             object.__setattr__(self, key, value)
         object.__setattr__(self, "default_text", self._value_text(default) if default_text is None else default_text)
@@ -100,86 +117,165 @@ ALL: tuple[Variable, ...] = ()
 """Every declared variable, in declaration order (the order ``Settings.from_env`` reads and reports them in)."""
 
 
-def declare(name: str, *, field: str | None, kind: Kind, default: Any, doc: str, minimum: float | None = None,
-            maximum: float | None = None, choices: tuple[str, ...] = (), default_text: str | None = None) -> Variable:
+def declare(
+    name: str,
+    *,
+    field: str | None,
+    kind: Kind,
+    default: Any,
+    doc: str,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    choices: tuple[str, ...] = (),
+    default_text: str | None = None,
+) -> Variable:
     """Declare one variable and add it to ``ALL``."""
     global ALL
     if name in ALL:
         raise ValueError(f"{name} is declared twice")
-    variable = Variable(name, field=field, kind=kind, default=default, doc=doc, minimum=minimum, maximum=maximum,
-                        choices=choices, default_text=default_text)
+    variable = Variable(
+        name,
+        field=field,
+        kind=kind,
+        default=default,
+        doc=doc,
+        minimum=minimum,
+        maximum=maximum,
+        choices=choices,
+        default_text=default_text,
+    )
     ALL += (variable,)
     return variable
 
 
 TORCH_OTEL_TORCH_STDERR = declare(
-    "TORCH_OTEL_TORCH_STDERR", field="torch_stderr", kind="flag", default=True,
+    "TORCH_OTEL_TORCH_STDERR",
+    field="torch_stderr",
+    kind="flag",
+    default=True,
     doc="""``on`` (default) keeps torch's own stderr log output; ``off`` removes torch's stderr handlers while the
-    bridge is active, so TORCH_LOGS output goes to OpenTelemetry only.""")
+    bridge is active, so TORCH_LOGS output goes to OpenTelemetry only.""",
+)
 
 TORCH_OTEL_MAX_BODY_BYTES = declare(
-    "TORCH_OTEL_MAX_BODY_BYTES", field="max_body_bytes", kind="bytes", default=64 << 10,
-    minimum=256, maximum=64 << 20,
+    "TORCH_OTEL_MAX_BODY_BYTES",
+    field="max_body_bytes",
+    kind="bytes",
+    default=64 << 10,
+    minimum=256,
+    maximum=64 << 20,
     doc="""Largest log record body exported, in bytes (suffixes KiB/MiB accepted). Longer bodies are cut and marked
-    with ``pytorch.log.truncated`` and ``pytorch.log.original_size``.""")
+    with ``pytorch.log.truncated`` and ``pytorch.log.original_size``.""",
+)
 
 TORCH_OTEL_MAX_BATCH_BYTES = declare(
-    "TORCH_OTEL_MAX_BATCH_BYTES", field="max_batch_bytes", kind="bytes", default=3 << 20,
-    minimum=64 << 10, maximum=256 << 20,
+    "TORCH_OTEL_MAX_BATCH_BYTES",
+    field="max_batch_bytes",
+    kind="bytes",
+    default=3 << 20,
+    minimum=64 << 10,
+    maximum=256 << 20,
     doc="""Largest estimated size of one log export request, when torch-otel sets up the SDK (suffixes KiB/MiB
-    accepted). The default keeps under the 4 MiB gRPC receive limit of collectors.""")
+    accepted). The default keeps under the 4 MiB gRPC receive limit of collectors.""",
+)
 
 TORCH_OTEL_QUEUE_SIZE = declare(
-    "TORCH_OTEL_QUEUE_SIZE", field="queue_size", kind="count", default=20_000, minimum=1, maximum=10_000_000,
-    doc="""Records the bridge holds before it drops new ones (and counts them).""")
+    "TORCH_OTEL_QUEUE_SIZE",
+    field="queue_size",
+    kind="count",
+    default=20_000,
+    minimum=1,
+    maximum=10_000_000,
+    doc="""Records the bridge holds before it drops new ones (and counts them).""",
+)
 
 TORCH_OTEL_QUEUE_BYTES = declare(
-    "TORCH_OTEL_QUEUE_BYTES", field="queue_bytes", kind="bytes", default=32 << 20, minimum=1 << 20, maximum=16 << 30,
+    "TORCH_OTEL_QUEUE_BYTES",
+    field="queue_bytes",
+    kind="bytes",
+    default=32 << 20,
+    minimum=1 << 20,
+    maximum=16 << 30,
     doc="""Memory the bridge's queue may hold, in bytes (suffixes KiB/MiB accepted), counting the records being
     exported. A record that would go over it is dropped and counted; bodies and exception texts are cut to
-    TORCH_OTEL_MAX_BODY_BYTES when queued, so no record is ever held at full size.""")
+    TORCH_OTEL_MAX_BODY_BYTES when queued, so no record is ever held at full size.""",
+)
 
 TORCH_OTEL_SHUTDOWN_TIMEOUT = declare(
-    "TORCH_OTEL_SHUTDOWN_TIMEOUT", field="shutdown_timeout", kind="seconds", default=5.0, maximum=600.0,
-    doc="""Seconds the bridge may spend flushing at exit or on SIGTERM (decimals such as 0.5 accepted).""")
+    "TORCH_OTEL_SHUTDOWN_TIMEOUT",
+    field="shutdown_timeout",
+    kind="seconds",
+    default=5.0,
+    maximum=600.0,
+    doc="""Seconds the bridge may spend flushing at exit or on SIGTERM (decimals such as 0.5 accepted).""",
+)
 
 TORCH_OTEL_SPANS = declare(
-    "TORCH_OTEL_SPANS", field="spans", kind="flag", default=True,
+    "TORCH_OTEL_SPANS",
+    field="spans",
+    kind="flag",
+    default=True,
     doc="""``on`` (default): every frame compile becomes a ``torch.compile`` span with torch's phases as children,
-    plus recompile and graph-break events. ``off`` exports log records only.""")
+    plus recompile and graph-break events. ``off`` exports log records only.""",
+)
 
 TORCH_OTEL_STRUCTURED = declare(
-    "TORCH_OTEL_STRUCTURED", field="structured", kind="flag", default=False,
+    "TORCH_OTEL_STRUCTURED",
+    field="structured",
+    kind="flag",
+    default=False,
     doc="""``on`` forwards torch's structured trace (the TORCH_TRACE stream: graphs, guards, output code, compilation
-    metrics) as log records named ``pytorch.trace.<kind>``. Off by default: torch then computes every payload.""")
+    metrics) as log records named ``pytorch.trace.<kind>``. Off by default: torch then computes every payload.""",
+)
 
 TORCH_OTEL_METRICS = declare(
-    "TORCH_OTEL_METRICS", field="metrics", kind="flag", default=True,
+    "TORCH_OTEL_METRICS",
+    field="metrics",
+    kind="flag",
+    default=True,
     doc="""``on`` (default): compile duration, recompiles, graph breaks, cache lookups and the bridge's health as
-    OpenTelemetry metrics. ``off`` records none.""")
+    OpenTelemetry metrics. ``off`` records none.""",
+)
 
 TORCH_OTEL_FILE = declare(
-    "TORCH_OTEL_FILE", field=None, kind="path", default=None,
+    "TORCH_OTEL_FILE",
+    field=None,
+    kind="path",
+    default=None,
     default_text="./torch-otel-<date>-<time>-<pid>.jsonl",
     doc="""Where `torch-otel run` writes every signal (OTLP JSON Lines) when no OTLP endpoint or exporter is
     configured. Checked up front: not a directory, in an existing directory this user can write to (the file itself
-    is created by the first process with something to export).""")
+    is created by the first process with something to export).""",
+)
 
 TORCH_OTEL_REDACT_PATHS = declare(
-    "TORCH_OTEL_REDACT_PATHS", field="redact_paths", kind="choice", default="off", choices=("off", "hash", "remove"),
+    "TORCH_OTEL_REDACT_PATHS",
+    field="redact_paths",
+    kind="choice",
+    default="off",
+    choices=("off", "hash", "remove"),
     doc="""``off`` (default), ``hash`` (a path's directory becomes a short SHA-256 prefix, the file name stays) or
     ``remove`` (only the file name stays). Covers the directories torch-otel knows (working directory, home,
     ``sys.path``, the directories of the files torch compiles or quotes) in absolute, relative and torch's shortened
     forms, and any other absolute path, in ``code.file.path`` and in every body, attribute, reason and stack
-    trace.""")
+    trace.""",
+)
 
 TORCH_OTEL_REDACT_CODE = declare(
-    "TORCH_OTEL_REDACT_CODE", field="redact_code", kind="flag", default=False,
+    "TORCH_OTEL_REDACT_CODE",
+    field="redact_code",
+    kind="flag",
+    default=False,
     doc="""``on`` replaces the bodies of code-carrying artifacts (output_code, graph_code, bytecode, ...) and
-    structured graph/code payloads with ``<code redacted: N bytes>``. Default ``off``.""")
+    structured graph/code payloads with ``<code redacted: N bytes>``. Default ``off``.""",
+)
 
 TORCH_OTEL_FAST_PATH = declare(
-    "TORCH_OTEL_FAST_PATH", field="fast_path", kind="flag", default=True,
+    "TORCH_OTEL_FAST_PATH",
+    field="fast_path",
+    kind="flag",
+    default=True,
     doc="""``on`` (default): when `torch-otel run` sets up OTLP log export, torch's records are encoded straight to
     OTLP protobuf in batches and sent by the SDK's OTLP exporter, skipping the SDK's per-record pipeline (about 6x
-    less CPU per record). ``off`` routes them through the SDK LoggerProvider, so its processors see them.""")
+    less CPU per record). ``off`` routes them through the SDK LoggerProvider, so its processors see them.""",
+)

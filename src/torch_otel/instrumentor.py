@@ -8,7 +8,7 @@ from collections.abc import Collection
 from typing import Any
 
 from opentelemetry import _logs, metrics, trace
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]  # the package declares no __all__
 
 from torch_otel.bridge import LogBridge
 from torch_otel.capture.torch_hooks import TorchHooks
@@ -56,9 +56,13 @@ class TorchInstrumentor(BaseInstrumentor):
             original_ids = use_private_ids(tracer_provider)
             if original_ids is not None:
                 TorchInstrumentor.replaced_id_generator = (tracer_provider, original_ids)
-            listeners.append(CompileSpans(compile_tracer(tracer_provider, version),
-                                          logger_provider.get_logger("torch._dynamo", version),
-                                          Redactor(settings.redact_paths, settings.redact_code)))
+            listeners.append(
+                CompileSpans(
+                    compile_tracer(tracer_provider, version),
+                    logger_provider.get_logger("torch._dynamo", version),
+                    Redactor(settings.redact_paths, settings.redact_code),
+                )
+            )
         if listeners:
             TorchInstrumentor.hooks = TorchHooks(listeners)
             TorchInstrumentor.hooks.install_with_dynamo()

@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 import traceback
 from collections import deque
-from sys import getsizeof
+from collections.abc import Callable
 from contextvars import ContextVar
-from typing import Any, Callable, NamedTuple
+from sys import getsizeof
+from typing import Any, NamedTuple
 
 from opentelemetry import context as otel_context
 
@@ -49,10 +50,11 @@ def cut_text(text: str, max_chars: int) -> str:
 
 def capture_exception(record: logging.LogRecord, max_chars: int) -> CapturedException:
     """The record's exception as text; torch's stderr formatter (which runs first) usually left it in exc_text."""
-    exc_type, exc_value, exc_traceback = record.exc_info  # type: ignore[misc]
+    exc_type, exc_value, exc_traceback = record.exc_info  # type: ignore[misc]  # called only when exc_info is set
     stacktrace = record.exc_text or "".join(traceback.format_exception(exc_type, exc_value, exc_traceback))
-    return CapturedException(exc_type.__qualname__ if exc_type else "", cut_text(str(exc_value), max_chars),
-                      cut_text(stacktrace, max_chars))
+    return CapturedException(
+        exc_type.__qualname__ if exc_type else "", cut_text(str(exc_value), max_chars), cut_text(stacktrace, max_chars)
+    )
 
 
 def held_bytes(item: QueuedRecord) -> int:
@@ -96,8 +98,15 @@ class RecordQueue:
     are cut before they are queued. It calls ``arrived`` when a record lands in an empty queue and ``wake`` when
     the queue reaches ``wake_at`` records or 3/4 of its bytes."""
 
-    def __init__(self, capacity: int, wake_at: int, wake: Callable[[], None], arrived: Callable[[], None],
-                 max_bytes: int = 32 << 20, max_body_chars: int = 64 << 10) -> None:
+    def __init__(
+        self,
+        capacity: int,
+        wake_at: int,
+        wake: Callable[[], None],
+        arrived: Callable[[], None],
+        max_bytes: int = 32 << 20,
+        max_body_chars: int = 64 << 10,
+    ) -> None:
         self.capacity = capacity
         self.max_bytes = max_bytes
         self.max_body_chars = max_body_chars
@@ -169,11 +178,26 @@ class TorchLogHandler(logging.Handler):
             if metadata is not None:
                 payload = fields.get("payload")
                 metadata = (metadata, cut_text(payload, queue.max_body_chars) if payload else payload)
-            queue.put(_new_queued_record(QueuedRecord, (
-                record.name, record.levelno, record.levelname, record.pathname, record.lineno, record.funcName,
-                record.created, None if record.exc_info is None else capture_exception(record, queue.max_body_chars),
-                metadata, message, self.component, self._current_compile(), otel_context.get_current(),
-            )))
+            queue.put(
+                _new_queued_record(
+                    QueuedRecord,
+                    (
+                        record.name,
+                        record.levelno,
+                        record.levelname,
+                        record.pathname,
+                        record.lineno,
+                        record.funcName,
+                        record.created,
+                        None if record.exc_info is None else capture_exception(record, queue.max_body_chars),
+                        metadata,
+                        message,
+                        self.component,
+                        self._current_compile(),
+                        otel_context.get_current(),
+                    ),
+                )
+            )
         except Exception:  # noqa: BLE001 - the bridge must never raise into torch
             self._queue.dropped += 1
         return True
@@ -183,4 +207,3 @@ class TorchLogHandler(logging.Handler):
 
     def flush(self) -> None:
         """logging.shutdown calls this at exit; the bridge flushes itself, so never block here."""
-

@@ -22,8 +22,15 @@ from torch_otel.capture.torch_internals import (
     supported_features,
 )
 
-__all__ = ["COMPILE_ROOTS", "FEATURES", "CompileListener", "Phase", "TorchHooks", "resolve_attribute",
-           "supported_features"]
+__all__ = [
+    "COMPILE_ROOTS",
+    "FEATURES",
+    "CompileListener",
+    "Phase",
+    "TorchHooks",
+    "resolve_attribute",
+    "supported_features",
+]
 
 _log = logging.getLogger("torch_otel")
 
@@ -50,8 +57,9 @@ class CompileListener(Protocol):
     def phase_ended(self, phase: Phase, end_ns: int) -> None: ...
     def compilation_metrics(self, metrics: Any) -> None: ...
     def recompiled(self, reasons: Sequence[str], code: CodeType | None) -> None: ...
-    def graph_break(self, reason: str, filename: str | None, lineno: int | None,
-                    function: str | None, break_type: str | None) -> None: ...
+    def graph_break(
+        self, reason: str, filename: str | None, lineno: int | None, function: str | None, break_type: str | None
+    ) -> None: ...
     def recompile_limit_hit(self, limit_type: str, limit: Any) -> None: ...
 
 
@@ -93,16 +101,20 @@ class TorchHooks:
         """Wrap every hooked torch function this torch has; returns (and warns once about) the features it lacks."""
         if self._patches:
             return self.missing
-        self._patches, self.missing = torch_internals.wrap_features({
-            "phase spans": self.record_chromium_event_internal,
-            "compilation metrics": self.log_compilation_event,
-            "recompile reasons": self.get_and_maybe_log_recompilation_reasons,
-            "recompile limit": self.exceeds_recompile_limit,
-            "graph breaks": self.log_graph_break,
-        })
+        self._patches, self.missing = torch_internals.wrap_features(
+            {
+                "phase spans": self.record_chromium_event_internal,
+                "compilation metrics": self.log_compilation_event,
+                "recompile reasons": self.get_and_maybe_log_recompilation_reasons,
+                "recompile limit": self.exceeds_recompile_limit,
+                "graph breaks": self.log_graph_break,
+            }
+        )
         if self.missing:
-            _log.warning("torch-otel: this torch lacks %s; compile spans will carry less",
-                         ", ".join(map(torch_internals.why_missing, self.missing)))
+            _log.warning(
+                "torch-otel: this torch lacks %s; compile spans will carry less",
+                ", ".join(map(torch_internals.why_missing, self.missing)),
+            )
         return self.missing
 
     def uninstall(self) -> None:
@@ -136,8 +148,12 @@ class TorchHooks:
         if kind == "B":
             if stack or name in COMPILE_ROOTS:
                 compile_id = (event.get("args") or {}).get("compile_id")
-                phase = Phase(name, int(event.get("ts", 0) * 1000),
-                              None if compile_id in (None, "None") else str(compile_id), len(stack))
+                phase = Phase(
+                    str(name),
+                    int(event.get("ts", 0) * 1000),
+                    None if compile_id in (None, "None") else str(compile_id),
+                    len(stack),
+                )
                 stack.append(phase)
                 self._notify("phase_started", phase)
             return
@@ -149,7 +165,9 @@ class TorchHooks:
             self._notify("phase_ended", stack.pop(), end_ns)
 
     # -- the wrapt handlers: (wrapped, instance, args, kwargs), each named after the torch function it wraps --------
-    def record_chromium_event_internal(self, wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
+    def record_chromium_event_internal(
+        self, wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict
+    ) -> Any:
         try:
             self._phase_event(call_arguments(args, kwargs, ("event",))[0])
         except Exception:  # noqa: BLE001 - never raise into torch
@@ -160,8 +178,9 @@ class TorchHooks:
         self._notify("compilation_metrics", call_arguments(args, kwargs, ("metrics",))[0])
         return wrapped(*args, **kwargs)
 
-    def get_and_maybe_log_recompilation_reasons(self, wrapped: Callable[..., Any], instance: Any, args: tuple,
-                                                kwargs: dict) -> Any:
+    def get_and_maybe_log_recompilation_reasons(
+        self, wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict
+    ) -> Any:
         reasons = wrapped(*args, **kwargs)
         frame = call_arguments(args, kwargs, SIGNATURES["recompile reasons"])[1]
         self._notify("recompiled", list(reasons or []), getattr(frame, "f_code", None))

@@ -53,7 +53,8 @@ def signature_fits(function: Any, expected: Sequence[str]) -> bool:
     except (TypeError, ValueError):  # no signature to read: the hook cannot trust its arguments
         return False
     return len(leading) == len(expected) and all(
-        parameter.kind in _POSITIONAL and name in (ANY, parameter.name) for parameter, name in zip(leading, expected)
+        parameter.kind in _POSITIONAL and name in (ANY, parameter.name)
+        for parameter, name in zip(leading, expected, strict=True)
     )
 
 
@@ -64,7 +65,9 @@ def _signature_at(module_name: str, path: str) -> tuple[str, ...]:
     return ()
 
 
-def resolve_attribute(module_name: str, path: str, signature: Sequence[str] | None = None) -> tuple[Any, str, Any] | None:
+def resolve_attribute(
+    module_name: str, path: str, signature: Sequence[str] | None = None
+) -> tuple[Any, str, Any] | None:
     """(owner, attribute, current value) for a dotted attribute path in a module, or None if it is missing or its
     signature does not fit (by default, the one ``SIGNATURES`` gives the feature at that location)."""
     try:
@@ -155,7 +158,7 @@ def graph_break_location(exc: Any, code_options: Any) -> tuple[str | None, int |
         if stack:
             return stack[-1].filename, stack[-1].lineno
         return code_options.get("co_filename"), code_options.get("co_firstlineno")
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - any failure means the feature is missing
         return None, None
 
 
@@ -184,8 +187,8 @@ def live_log_registry() -> dict[str, Any] | None:
     internal = sys.modules.get("torch._logging._internal")
     if internal is None:
         try:
-            import torch  # noqa: F401
-        except Exception:  # noqa: BLE001, S110
+            import torch  # noqa: F401 - imported for its registry
+        except Exception:  # noqa: BLE001, S110 - a bad TORCH_LOGS raises after the registry is filled
             # A bad TORCH_LOGS makes `import torch` raise only after the registry module has been fully
             # populated, so it is still usable.
             pass
@@ -261,8 +264,11 @@ def after_init_logs(callback: Callable[[], None]) -> list[Patch]:
         callback()
         return result
 
-    return [wrap(owner, "_init_logs", _init_logs) for owner in (internal, torch_logging)
-            if getattr(owner, "_init_logs", None) is original]
+    return [
+        wrap(owner, "_init_logs", _init_logs)
+        for owner in (internal, torch_logging)
+        if getattr(owner, "_init_logs", None) is original
+    ]
 
 
 # -- the compile id ------------------------------------------------------------------------------------------------
@@ -300,7 +306,7 @@ def compile_readers() -> tuple[Callable[[], Any], Callable[[Any], str]]:
 
     try:
         with compile_context(CompileContext(CompileId(frame_id=0, frame_compile_id=0))):
-            agrees = current_compile() == tuple(CompileContext.current_trace_id())
+            agrees = current_compile() == tuple(CompileContext.current_trace_id() or ())
         if agrees and current_compile() is None:
             return current_compile, text
     except Exception:  # noqa: BLE001, S110 - a different torch: use its public-ish reader below

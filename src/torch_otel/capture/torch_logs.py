@@ -82,8 +82,10 @@ def live_registry() -> Registry | None:
     contents = live_log_registry()
     if contents is None:
         return None
-    return Registry(aliases={alias: _as_tuple(qnames) for alias, qnames in contents["aliases"].items()},
-                    **{key: value for key, value in contents.items() if key != "aliases"})
+    return Registry(
+        aliases={alias: _as_tuple(qnames) for alias, qnames in contents["aliases"].items()},
+        **{key: value for key, value in contents.items() if key != "aliases"},
+    )
 
 
 def snapshot_registry() -> Registry:
@@ -305,16 +307,12 @@ def _empty_item_problem(index: int, count: int) -> str:
 # ------------------------------------------------------------------ errors
 
 
-def _syntax_error(
-    value: str, settings: str, piece: str, problem: str, registry: Registry
-) -> TorchLogsError:
+def _syntax_error(value: str, settings: str, piece: str, problem: str, registry: Registry) -> TorchLogsError:
     hint = _suggestion(_repaired_value(settings), _name_guess(piece), registry)
     return _error(value, piece, f"item {piece!r} is invalid: {problem}", hint, registry)
 
 
-def _unknown_name_error(
-    value: str, item: _Item, registry: Registry, cause: Exception | None = None
-) -> TorchLogsError:
+def _unknown_name_error(value: str, item: _Item, registry: Registry, cause: Exception | None = None) -> TorchLogsError:
     if cause is None:
         reason = "is not a registered component, artifact or importable module"
     else:
@@ -325,10 +323,7 @@ def _unknown_name_error(
 
 
 def _empty_error(value: str, registry: Registry) -> TorchLogsError:
-    reason = (
-        "the value is empty; torch accepts it but then fails inside `import torch`, "
-        "so unset TORCH_LOGS instead"
-    )
+    reason = "the value is empty; torch accepts it but then fails inside `import torch`, so unset TORCH_LOGS instead"
     return _error(value, None, reason, "", registry)
 
 
@@ -343,9 +338,7 @@ def _help_error(value: str, registry: Registry) -> TorchLogsError:
     return TorchLogsError(message, value, None)
 
 
-def _error(
-    value: str, item: str | None, reason: str, hint: str, registry: Registry
-) -> TorchLogsError:
+def _error(value: str, item: str | None, reason: str, hint: str, registry: Registry) -> TorchLogsError:
     # repr() escapes every newline-like character, so the message stays one line.
     lead = f"TORCH_LOGS={value!r}: {reason}" + (f"; {hint}" if hint else ".")
     components = ", ".join(_component_names(registry))

@@ -11,9 +11,10 @@ import importlib.metadata
 import importlib.util
 import os
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 from urllib.parse import unquote
 
 from torch_otel import environment_variables as env
@@ -75,8 +76,9 @@ class ExportPlan:
 def nothing_configured(environ: Mapping[str, str]) -> bool:
     """No OTLP endpoint and no exporter chosen for any signal: torch-otel run's embedded default applies."""
     variables = ["OTEL_EXPORTER_OTLP_ENDPOINT"] + [
-        name for signal in SIGNALS for name in (f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT",
-                                                f"OTEL_{signal.upper()}_EXPORTER")
+        name
+        for signal in SIGNALS
+        for name in (f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT", f"OTEL_{signal.upper()}_EXPORTER")
     ]
     return not any(environ.get(name) for name in variables)
 
@@ -95,8 +97,7 @@ def _validate_endpoint(variable: str, raw: str, grpc: bool = False) -> None:
 _OWS = r"[ \t]*"
 _HEADER_KEY = r"[\x21\x23-\x27\x2a\x2b\x2d\x2e\x30-\x39\x41-\x5a\x5e-\x7a\x7c\x7e]+"
 _STRICT_HEADER = re.compile(rf"{_OWS}{_HEADER_KEY}{_OWS}={_OWS}[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*{_OWS}")
-_LIBERAL_HEADER = re.compile(
-    rf"{_OWS}{_HEADER_KEY}{_OWS}={_OWS}[\x20\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*{_OWS}")
+_LIBERAL_HEADER = re.compile(rf"{_OWS}{_HEADER_KEY}{_OWS}={_OWS}[\x20\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*{_OWS}")
 _HEADER_DELIMITER = re.compile(r"[ \t]*,[ \t]*")
 _SAFE_KEY = re.compile(_HEADER_KEY)
 _GRPC_KEY = re.compile(r"[0-9a-z_.-]+")  # gRPC metadata keys; values must be printable ASCII (both transports here)
@@ -143,8 +144,10 @@ def parse_headers(variable: str, raw: str, grpc: bool = False) -> dict[str, str]
         if not key or (grpc and not _GRPC_KEY.fullmatch(key)) or not _SAFE_KEY.fullmatch(key):
             problem = f"the key of item {index} is not a valid {'gRPC metadata' if grpc else 'header'} name"
         elif not (_PRINTABLE_ASCII if grpc else _HTTP_VALUE).fullmatch(value):
-            problem = (f"the value of header {key!r} decodes to a character the {'grpc' if grpc else 'http'} "
-                       "exporter cannot send")
+            problem = (
+                f"the value of header {key!r} decodes to a character the {'grpc' if grpc else 'http'} "
+                "exporter cannot send"
+            )
         else:
             headers[key] = value
     if problem is not None:
@@ -177,14 +180,17 @@ TLS_FILES = ("CERTIFICATE", "CLIENT_KEY", "CLIENT_CERTIFICATE")
 def parse_otel_number(variable: str, raw: str) -> int:
     """One numeric OTEL_* value (see ``OTEL_NUMBERS``), strictly: the SDK reads an empty value as a bad number."""
     low, high, unit = OTEL_NUMBERS[variable]
-    valid = f"a whole number of {unit} from {low} to {high}" + (" (set but empty is not unset; unset it instead)"
-                                                                if raw == "" else "")
+    valid = f"a whole number of {unit} from {low} to {high}" + (
+        " (set but empty is not unset; unset it instead)" if raw == "" else ""
+    )
     return int(parse_number(variable, raw, low, high, valid))
 
 
 def parse_otlp_timeout(variable: str, raw: str) -> float:
-    valid = (f"a number of seconds greater than 0 and at most {OTLP_TIMEOUT_MAX:g} (e.g. 10 or 2.5; the Python "
-             "exporters read seconds, not milliseconds)")
+    valid = (
+        f"a number of seconds greater than 0 and at most {OTLP_TIMEOUT_MAX:g} (e.g. 10 or 2.5; the Python "
+        "exporters read seconds, not milliseconds)"
+    )
     seconds = parse_number(variable, raw, 0, OTLP_TIMEOUT_MAX, valid, decimal=True)
     if seconds <= 0:
         raise SettingsError(variable, raw, valid)
@@ -199,9 +205,12 @@ def _check_tls_file(variable: str, path: str) -> None:
         raise SettingsError(variable, path, "the path of an existing, readable PEM file", "cannot read it")
 
 
-def _readers(environ: Mapping[str, str], exporters: Mapping[str, tuple[PlannedExporter, ...]],
-             protocols: Mapping[str, str],
-             suffix: str) -> dict[str, set[str]]:
+def _readers(
+    environ: Mapping[str, str],
+    exporters: Mapping[str, tuple[PlannedExporter, ...]],
+    protocols: Mapping[str, str],
+    suffix: str,
+) -> dict[str, set[str]]:
     """OTEL_EXPORTER_OTLP_[<SIGNAL>_]<suffix> -> the protocols of the OTLP signals that read it."""
     readers: dict[str, set[str]] = {}
     for signal in SIGNALS:
@@ -244,26 +253,45 @@ def export_plan(environ: Mapping[str, str] | None = None, problems: list[Setting
     for signal in ("",) + tuple(f"{s.upper()}_" for s in SIGNALS):
         prefix = f"OTEL_EXPORTER_OTLP_{signal}"
         if environ.get(prefix + "ENDPOINT"):
-            check(_validate_endpoint, prefix + "ENDPOINT", environ[prefix + "ENDPOINT"],
-                  "grpc" in endpoint_readers.get(prefix + "ENDPOINT", ()))
+            check(
+                _validate_endpoint,
+                prefix + "ENDPOINT",
+                environ[prefix + "ENDPOINT"],
+                "grpc" in endpoint_readers.get(prefix + "ENDPOINT", ()),
+            )
         if environ.get(prefix + "HEADERS"):
-            check(_validate_headers, prefix + "HEADERS", environ[prefix + "HEADERS"],
-                  "grpc" in header_readers.get(prefix + "HEADERS", ()))
+            check(
+                _validate_headers,
+                prefix + "HEADERS",
+                environ[prefix + "HEADERS"],
+                "grpc" in header_readers.get(prefix + "HEADERS", ()),
+            )
         if prefix + "TIMEOUT" in environ:
             check(parse_otlp_timeout, prefix + "TIMEOUT", environ[prefix + "TIMEOUT"])
         for suffix in TLS_FILES:
             if environ.get(prefix + suffix):
                 check(_check_tls_file, prefix + suffix, environ[prefix + suffix])
-    numbers = {variable: check(parse_otel_number, variable, environ[variable])
-               for variable in OTEL_NUMBERS if variable in environ}
+    numbers = {
+        variable: check(parse_otel_number, variable, environ[variable])
+        for variable in OTEL_NUMBERS
+        if variable in environ
+    }
     batch = numbers.get("OTEL_BSP_MAX_EXPORT_BATCH_SIZE") or 512  # the SDK's defaults
     queue = numbers.get("OTEL_BSP_MAX_QUEUE_SIZE") or 2048
     if batch > queue and environ.get("OTEL_BSP_MAX_EXPORT_BATCH_SIZE"):
-        check(_fail, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", str(batch),
-              f"at most {queue}, the span queue (OTEL_BSP_MAX_QUEUE_SIZE; the SDK refuses a larger batch)")
+        check(
+            _fail,
+            "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+            str(batch),
+            f"at most {queue}, the span queue (OTEL_BSP_MAX_QUEUE_SIZE; the SDK refuses a larger batch)",
+        )
     elif batch > queue:
-        check(_fail, "OTEL_BSP_MAX_QUEUE_SIZE", str(queue),
-              f"at least {batch}, the SDK's default span batch (or set OTEL_BSP_MAX_EXPORT_BATCH_SIZE lower)")
+        check(
+            _fail,
+            "OTEL_BSP_MAX_QUEUE_SIZE",
+            str(queue),
+            f"at least {batch}, the SDK's default span batch (or set OTEL_BSP_MAX_EXPORT_BATCH_SIZE lower)",
+        )
     if nothing_configured(environ):
         raw_file = environ.get(env.TORCH_OTEL_FILE) or str(default_path())
         file_path = check(parse_file_path, env.TORCH_OTEL_FILE, raw_file) or Path(raw_file)
@@ -301,9 +329,13 @@ def exporter_names(signal: str, raw: str | None, protocol: str) -> tuple[Planned
             exporter = PlannedExporter(name, name)
         elif name == "prometheus" and signal == "metrics":
             if importlib.util.find_spec("opentelemetry.exporter.prometheus") is None:
-                raise SettingsError(variable, raw.strip(), "a metrics exporter whose package is installed; for "
-                                    "prometheus, pip install 'torch-otel[prometheus]' (opentelemetry-exporter-"
-                                    "prometheus)")
+                raise SettingsError(
+                    variable,
+                    raw.strip(),
+                    "a metrics exporter whose package is installed; for "
+                    "prometheus, pip install 'torch-otel[prometheus]' (opentelemetry-exporter-"
+                    "prometheus)",
+                )
             exporter = PlannedExporter(name, name)
         else:
             problem = _unusable_name(signal, name, index, raw)
@@ -327,7 +359,8 @@ def _unusable_name(signal: str, name: str, index: int, raw: str) -> str | None:
         load_exporter_class(signal, name)
     except Exception as error:  # noqa: BLE001 - whatever the entry point raises, the SDK could not use it
         return f"the {name!r} exporter is installed but cannot be loaded: {type(error).__name__}: " + " ".join(
-            str(error).split())
+            str(error).split()
+        )
     return None
 
 
@@ -340,10 +373,17 @@ def installed_entry_points(signal: str) -> dict[str, importlib.metadata.EntryPoi
 
 
 def _valid_names(signal: str) -> str:
-    builtin = [f"otlp (over OTEL_EXPORTER_OTLP_[{signal.upper()}_]PROTOCOL)", "otlp_proto_grpc", "otlp_proto_http",
-               "console"] + (["prometheus"] if signal == "metrics" else [])
-    others = sorted(name for name in installed_entry_points(signal)
-                    if name not in ("otlp", "console", "prometheus", *OTLP_PROTOCOL_OF))
+    builtin = [
+        f"otlp (over OTEL_EXPORTER_OTLP_[{signal.upper()}_]PROTOCOL)",
+        "otlp_proto_grpc",
+        "otlp_proto_http",
+        "console",
+    ] + (["prometheus"] if signal == "metrics" else [])
+    others = sorted(
+        name
+        for name in installed_entry_points(signal)
+        if name not in ("otlp", "console", "prometheus", *OTLP_PROTOCOL_OF)
+    )
     return f"none alone, or a comma-separated list of these {signal} exporters: {', '.join(builtin + others)}"
 
 
@@ -351,27 +391,27 @@ def load_exporter_class(signal: str, name: str) -> type:
     """The class the installed entry point ``name`` of ``signal`` names, type-checked as the SDK checks it (a
     metrics entry may be a push exporter or a pull reader). Uses the SDK's ``_import_exporters`` when this SDK has
     it (it is private, so it is detected, not relied on); otherwise loads the entry point the same way."""
+    import_exporters: Any = None
     try:
-        from opentelemetry.sdk._configuration import _import_exporters
+        from opentelemetry.sdk._configuration import _import_exporters as import_exporters
     except ImportError:
-        _import_exporters = None
-    if _import_exporters is not None:
+        pass
+    if import_exporters is not None:
         try:
-            found = _import_exporters(*[[name] if s == signal else [] for s in ("traces", "metrics", "logs")])
+            found = import_exporters(*[[name] if s == signal else [] for s in ("traces", "metrics", "logs")])
         except TypeError:  # a changed private signature: fall back below
             pass
         else:
             return found[("traces", "metrics", "logs").index(signal)][name]
     entry_point = installed_entry_points(signal)[name]
     loaded = entry_point.load()
-    if signal == "traces":
-        from opentelemetry.sdk.trace.export import SpanExporter as expected
-    elif signal == "logs":
-        from opentelemetry.sdk._logs.export import LogRecordExporter as expected  # type: ignore[assignment]
-    else:
-        from opentelemetry.sdk.metrics.export import MetricExporter, MetricReader
+    from opentelemetry.sdk._logs.export import LogRecordExporter
+    from opentelemetry.sdk.metrics.export import MetricExporter, MetricReader
+    from opentelemetry.sdk.trace.export import SpanExporter
 
-        expected = (MetricExporter, MetricReader)  # type: ignore[assignment]
+    expected: tuple[type, ...] = {"traces": (SpanExporter,), "logs": (LogRecordExporter,)}.get(
+        signal, (MetricExporter, MetricReader)
+    )
     if not (isinstance(loaded, type) and issubclass(loaded, expected)):
         raise TypeError(f"{name} is not a {signal.rstrip('s')} exporter")
     return loaded

@@ -62,8 +62,10 @@ def parse_number(variable: str, raw: str, minimum: float, maximum: float, valid:
 
 
 def parse_size(variable: str, raw: str, minimum: int, maximum: int) -> int:
-    valid = (f"a whole number of bytes from {env.size_text(minimum)} to {env.size_text(maximum)}, optionally with a "
-             "KiB or MiB suffix (e.g. 65536 or 64KiB)")
+    valid = (
+        f"a whole number of bytes from {env.size_text(minimum)} to {env.size_text(maximum)}, optionally with a "
+        "KiB or MiB suffix (e.g. 65536 or 64KiB)"
+    )
     match = _SIZE_PATTERN.fullmatch(raw)
     if match is None:
         raise SettingsError(variable, raw, valid)
@@ -119,12 +121,19 @@ def check_endpoint(variable: str, raw: str, grpc: bool) -> None:
     except ValueError:
         parts = urlsplit("")
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise SettingsError(variable, shown, "an http:// or https:// URL with a host and an optional port from 0 "
-                            "to 65535, e.g. http://localhost:4317")
+        raise SettingsError(
+            variable,
+            shown,
+            "an http:// or https:// URL with a host and an optional port from 0 to 65535, e.g. http://localhost:4317",
+        )
     if grpc and "@" in parts.netloc:
-        raise SettingsError(variable, shown, "a URL without user:password@ for the OTLP gRPC exporter (it would look "
-                            "up a host named after them); put credentials in OTEL_EXPORTER_OTLP_HEADERS instead",
-                            "credentials in the URL")
+        raise SettingsError(
+            variable,
+            shown,
+            "a URL without user:password@ for the OTLP gRPC exporter (it would look "
+            "up a host named after them); put credentials in OTEL_EXPORTER_OTLP_HEADERS instead",
+            "credentials in the URL",
+        )
 
 
 def parse_file_path(variable: str, raw: str) -> Path:
@@ -138,11 +147,16 @@ def parse_file_path(variable: str, raw: str) -> Path:
             raise SettingsError(variable, raw, "a file path, not a directory", "it is a directory")
         directory = path.parent
         if not directory.is_dir():
-            raise SettingsError(variable, raw, "a file path in an existing directory",
-                                f"there is no directory {str(directory)!r}")
+            raise SettingsError(
+                variable, raw, "a file path in an existing directory", f"there is no directory {str(directory)!r}"
+            )
         if not os.access(directory, os.W_OK | os.X_OK):
-            raise SettingsError(variable, raw, "a file path in a directory this user can write to",
-                                f"cannot write to {str(directory)!r}")
+            raise SettingsError(
+                variable,
+                raw,
+                "a file path in a directory this user can write to",
+                f"cannot write to {str(directory)!r}",
+            )
         if path.exists() and not os.access(path, os.W_OK):
             raise SettingsError(variable, raw, "a file this user can append to", "the file is not writable")
     except OSError as error:  # e.g. a name too long

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Callable
+from collections.abc import Callable
 
 REPEAT_INTERVAL_S = 300.0
 SDK_LOGGER_PREFIXES = ("opentelemetry.exporter", "opentelemetry.sdk")
@@ -51,7 +51,8 @@ def limit_sdk_warnings(limiter: RepeatLimiter | None = None) -> Callable[[], Non
     """Attach one limiter to every SDK and exporter logger that exists now; returns what detaches it again."""
     limiter = limiter or RepeatLimiter()
     loggers = [
-        logger for name, logger in list(logging.Logger.manager.loggerDict.items())
+        logger
+        for name, logger in list(logging.Logger.manager.loggerDict.items())
         if isinstance(logger, logging.Logger) and name.startswith(SDK_LOGGER_PREFIXES)
     ]
     for logger in loggers:

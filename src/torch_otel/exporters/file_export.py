@@ -10,8 +10,9 @@ import base64
 import json
 import os
 import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from google.protobuf import json_format
 from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
@@ -29,8 +30,10 @@ _ID_FIELDS = {"traceId", "spanId", "parentSpanId"}
 def _hex_ids(value: Any) -> Any:
     """OTLP JSON spells trace and span ids as hex; protobuf's JSON mapping spells bytes as base64."""
     if isinstance(value, dict):
-        return {key: base64.b64decode(item).hex() if key in _ID_FIELDS and isinstance(item, str) else _hex_ids(item)
-                for key, item in value.items()}
+        return {
+            key: base64.b64decode(item).hex() if key in _ID_FIELDS and isinstance(item, str) else _hex_ids(item)
+            for key, item in value.items()
+        }
     if isinstance(value, list):
         return [_hex_ids(item) for item in value]
     return value
@@ -72,7 +75,7 @@ class JsonLinesFile:
                     self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
                 view = memoryview(data)
                 while view:
-                    view = view[os.write(self._fd, view):]
+                    view = view[os.write(self._fd, view) :]
             except OSError as error:
                 self._report(error)
                 return False
@@ -81,8 +84,10 @@ class JsonLinesFile:
     def _report(self, error: OSError) -> None:
         if not self._reported:
             self._reported = True
-            say(f"cannot write to {self.path} ({error.strerror or error}); what is not written is counted as "
-                "not delivered at exit.")
+            say(
+                f"cannot write to {self.path} ({error.strerror or error}); what is not written is counted as "
+                "not delivered at exit."
+            )
 
     def acquire(self) -> JsonLinesFile:
         self._users += 1

@@ -4,7 +4,8 @@ is near."""
 from __future__ import annotations
 
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 class ForkSafeExporter:

@@ -5,8 +5,9 @@ headers, TLS, compression and retries are reused as they are."""
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterable, Mapping, Sequence
 from types import SimpleNamespace
-from typing import Any, Iterable, Mapping, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 from opentelemetry import trace
 
@@ -85,8 +86,17 @@ class LogEncoder:
             severity, attributes, event_name = self._site(record.site)
         body = record.body.encode("utf-8", "surrogatepass")
         body_size = varint(len(body))
-        parts = [b"\x09", _FIXED64(record.timestamp_ns), severity, b"\x2a", varint(len(body) + len(body_size) + 1),
-                 b"\x0a", body_size, body, attributes]
+        parts = [
+            b"\x09",
+            _FIXED64(record.timestamp_ns),
+            severity,
+            b"\x2a",
+            varint(len(body) + len(body_size) + 1),
+            b"\x0a",
+            body_size,
+            body,
+            attributes,
+        ]
         if record.attributes:
             parts += map(self._pair, record.attributes.items())
         if record.context is not self._last_context:
@@ -97,9 +107,11 @@ class LogEncoder:
 
     def _site(self, site: CallSite) -> tuple[bytes, bytes, bytes]:
         """The site's severity (fields 2, 3), attributes (6) and event name (12), encoded."""
-        encoded = (b"\x10" + varint(site.severity_number) + field_string(3, site.severity_text),
-                   b"".join(key_value(key, value) for key, value in site.attributes.items()),
-                   field_string(12, site.event_name) if site.event_name else b"")
+        encoded = (
+            b"\x10" + varint(site.severity_number) + field_string(3, site.severity_text),
+            b"".join(key_value(key, value) for key, value in site.attributes.items()),
+            field_string(12, site.event_name) if site.event_name else b"",
+        )
         if len(self._sites) < _CACHE_LIMIT:
             self._sites[site] = encoded
         return encoded
@@ -140,13 +152,21 @@ def _span_fields(context: Any) -> bytes:
     span_context = trace.get_current_span(context).get_span_context()
     if not span_context.is_valid:
         return b""
-    return b"".join((b"\x45", _FIXED32(span_context.trace_flags), b"\x4a\x10", span_context.trace_id.to_bytes(16, "big"),
-                     b"\x52\x08", span_context.span_id.to_bytes(8, "big")))
+    return b"".join(
+        (
+            b"\x45",
+            _FIXED32(span_context.trace_flags),
+            b"\x4a\x10",
+            span_context.trace_id.to_bytes(16, "big"),
+            b"\x52\x08",
+            span_context.span_id.to_bytes(8, "big"),
+        )
+    )
 
 
 class EncodedBatch(NamedTuple):
     data: bytes
-    count: int
+    records: int
 
 
 def grpc_log_exporter_for_bytes(**kwargs: Any) -> Any:
@@ -158,22 +178,25 @@ def grpc_log_exporter_for_bytes(**kwargs: Any) -> Any:
     class PreEncodedGrpcLogExporter(OTLPLogExporter):
         def _initialize_channel_and_stub(self) -> None:
             super()._initialize_channel_and_stub()
-            send = self._channel.unary_unary(
+            channel: Any = self._channel  # set by the parent's initialisation just above
+            send = channel.unary_unary(
                 "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
-                request_serializer=bytes, response_deserializer=ExportLogsServiceResponse.FromString,
+                request_serializer=bytes,
+                response_deserializer=ExportLogsServiceResponse.FromString,
             )
-            self._client = SimpleNamespace(Export=send)
+            self._client = SimpleNamespace(Export=send)  # type: ignore[assignment]  # a stub with gRPC's Export
 
-        def _translate_data(self, data: EncodedBatch) -> bytes:  # type: ignore[override]
+        def _translate_data(self, data: EncodedBatch) -> bytes:  # type: ignore[override]  # bytes in, not SDK records
             return data.data
 
-        def _count_data(self, data: EncodedBatch) -> int:  # type: ignore[override]
-            return data.count
+        def _count_data(self, data: EncodedBatch) -> int:  # type: ignore[override]  # bytes in, not SDK records
+            return data.records
 
         def send(self, batch: EncodedBatch) -> bool:
             from opentelemetry.sdk._logs.export import LogRecordExportResult
 
-            return OTLPExporterMixin._export(self, batch) == LogRecordExportResult.SUCCESS
+            # The mixin is generic over SDK record types; what goes through here is already-encoded bytes.
+            return OTLPExporterMixin._export(self, batch) == LogRecordExportResult.SUCCESS  # type: ignore[misc]  # see above
 
     return PreEncodedGrpcLogExporter(**kwargs)
 

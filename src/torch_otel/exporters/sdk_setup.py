@@ -5,36 +5,53 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from importlib import metadata
-from typing import Any, Callable, Mapping
+from functools import partial
+from importlib import import_module, metadata
+from typing import Any
 
 from opentelemetry import _logs, metrics, trace
 from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, ConsoleLogRecordExporter
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
-    ConsoleMetricExporter, MetricExporter, MetricExportResult, PeriodicExportingMetricReader,
+    ConsoleMetricExporter,
+    MetricExporter,
+    MetricExportResult,
+    PeriodicExportingMetricReader,
 )
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter, SpanExportResult
 
 from torch_otel import catalog
-from torch_otel.exporters.file_export import (
-    JsonLinesFile, OtlpJsonLogExporter, OtlpJsonMetricExporter, OtlpJsonSpanExporter,
-)
-from torch_otel.signals.ids import PRIVATE_IDS
-from torch_otel.exporters.log_batching import ByteBudgetLogExporter
-from torch_otel.exporters.delivery import LEDGER, Tally
-from torch_otel.exporters.fork_safety import ForkSafeExporter
-from torch_otel.exporters.otlp_wire import LogEncoder, WireLogSink, grpc_log_exporter_for_bytes, http_log_exporter_for_bytes
 from torch_otel.config.export_config import ExportPlan, PlannedExporter, export_plan, load_exporter_class
 from torch_otel.config.settings import Settings
+from torch_otel.exporters.delivery import LEDGER, Tally
+from torch_otel.exporters.file_export import (
+    JsonLinesFile,
+    OtlpJsonLogExporter,
+    OtlpJsonMetricExporter,
+    OtlpJsonSpanExporter,
+)
+from torch_otel.exporters.fork_safety import ForkSafeExporter
+from torch_otel.exporters.log_batching import ByteBudgetLogExporter
+from torch_otel.exporters.otlp_wire import (
+    LogEncoder,
+    WireLogSink,
+    grpc_log_exporter_for_bytes,
+    http_log_exporter_for_bytes,
+)
+from torch_otel.signals.ids import PRIVATE_IDS
 
 _UNSET_PROVIDER_TYPES = {
-    "ProxyTracerProvider", "NoOpTracerProvider", "ProxyLoggerProvider", "NoOpLoggerProvider",
-    "_ProxyMeterProvider", "NoOpMeterProvider",
+    "ProxyTracerProvider",
+    "NoOpTracerProvider",
+    "ProxyLoggerProvider",
+    "NoOpLoggerProvider",
+    "_ProxyMeterProvider",
+    "NoOpMeterProvider",
 }
 _RANK_VARIABLES = {
     "RANK": catalog.RESOURCE_RANK,
@@ -58,16 +75,17 @@ def build_resource(environ: Mapping[str, str] | None = None) -> Resource:
     return Resource.create(attributes)
 
 
+_OTLP_EXPORTER_CLASSES = {
+    "traces": ("trace_exporter", "OTLPSpanExporter"),
+    "logs": ("_log_exporter", "OTLPLogExporter"),
+    "metrics": ("metric_exporter", "OTLPMetricExporter"),
+}
+
+
 def _otlp_exporter(signal: str, protocol: str) -> Any:
-    if protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc import _log_exporter, metric_exporter, trace_exporter
-    else:
-        from opentelemetry.exporter.otlp.proto.http import _log_exporter, metric_exporter, trace_exporter
-    return {
-        "traces": trace_exporter.OTLPSpanExporter,
-        "logs": _log_exporter.OTLPLogExporter,
-        "metrics": metric_exporter.OTLPMetricExporter,
-    }[signal]()
+    transport = "grpc" if protocol == "grpc" else "http"
+    module, name = _OTLP_EXPORTER_CLASSES[signal]
+    return getattr(import_module(f"opentelemetry.exporter.otlp.proto.{transport}.{module}"), name)()
 
 
 _FILE_EXPORTERS = {"traces": OtlpJsonSpanExporter, "logs": OtlpJsonLogExporter, "metrics": OtlpJsonMetricExporter}
@@ -93,13 +111,16 @@ def _only_otlp(plan: ExportPlan, signal: str) -> PlannedExporter | None:
     return exporters[0] if len(exporters) == 1 and exporters[0].kind == "otlp" else None
 
 
-def run_bounded(targets: Mapping[str, Callable[[], Any]], seconds: float,
-                on_overrun: Callable[[], Any] | None = None) -> set[str]:
+def run_bounded(
+    targets: Mapping[str, Callable[[], Any]], seconds: float, on_overrun: Callable[[], Any] | None = None
+) -> set[str]:
     """Run the callables at once on daemon threads; the names of those still running after ``seconds``. A daemon
     left running cannot hold the process at exit. If some are still running when a tenth of the time (at most
     0.5 s) is left, ``on_overrun`` is called to hurry them."""
-    threads = {name: threading.Thread(target=target, daemon=True, name=f"torch-otel-shutdown-{name}")
-               for name, target in targets.items()}
+    threads = {
+        name: threading.Thread(target=target, daemon=True, name=f"torch-otel-shutdown-{name}")
+        for name, target in targets.items()
+    }
     deadline = time.monotonic() + seconds
     for thread in threads.values():
         thread.start()
@@ -118,7 +139,8 @@ def run_bounded(targets: Mapping[str, Callable[[], Any]], seconds: float,
 def _wire_log_sink(planned: PlannedExporter, resource: Resource, settings: Settings) -> WireLogSink:
     """torch-otel's fast log path: its own encoder, the SDK's OTLP transport."""
     exporter = grpc_log_exporter_for_bytes() if planned.protocol == "grpc" else http_log_exporter_for_bytes()
-    encoder = LogEncoder(dict(resource.attributes), resource.attributes.get(catalog.RESOURCE_TORCH_VERSION))
+    version = resource.attributes.get(catalog.RESOURCE_TORCH_VERSION)
+    encoder = LogEncoder(dict(resource.attributes), None if version is None else str(version))
     return WireLogSink(exporter, encoder, settings.max_batch_bytes, LEDGER.logs)
 
 
@@ -216,8 +238,12 @@ class CountingMetricExporter(MetricExporter):
 
 
 def _has_points(metrics_data: Any) -> bool:
-    return any(metric.data.data_points for resource_metrics in getattr(metrics_data, "resource_metrics", ())
-               for scope_metrics in resource_metrics.scope_metrics for metric in scope_metrics.metrics)
+    return any(
+        metric.data.data_points
+        for resource_metrics in getattr(metrics_data, "resource_metrics", ())
+        for scope_metrics in resource_metrics.scope_metrics
+        for metric in scope_metrics.metrics
+    )
 
 
 def _is_pull_reader(planned: PlannedExporter) -> bool:
@@ -231,8 +257,13 @@ def _is_pull_reader(planned: PlannedExporter) -> bool:
     return issubclass(load_exporter_class("metrics", planned.entry_point), MetricReader)
 
 
-def _metric_readers(plan: ExportPlan, environ: Mapping[str, str] | None, file_sink: JsonLinesFile | None,
-                    exporters: list[Any], pull: bool = True) -> list[Any]:
+def _metric_readers(
+    plan: ExportPlan,
+    environ: Mapping[str, str] | None,
+    file_sink: JsonLinesFile | None,
+    exporters: list[Any],
+    pull: bool = True,
+) -> list[Any]:
     """One reader per planned metrics exporter: a periodic reader for each OTLP/console/file/entry-point push
     exporter (wrapped for counting and added to ``exporters``), and, with ``pull``, the Prometheus endpoint
     (OTEL_EXPORTER_PROMETHEUS_HOST/PORT) or another entry point's reader."""
@@ -245,8 +276,10 @@ def _metric_readers(plan: ExportPlan, environ: Mapping[str, str] | None, file_si
             from prometheus_client import start_http_server
 
             environ = os.environ if environ is None else environ
-            start_http_server(port=int(environ.get("OTEL_EXPORTER_PROMETHEUS_PORT") or 9464),
-                              addr=environ.get("OTEL_EXPORTER_PROMETHEUS_HOST") or "localhost")
+            start_http_server(
+                port=int(environ.get("OTEL_EXPORTER_PROMETHEUS_PORT") or 9464),
+                addr=environ.get("OTEL_EXPORTER_PROMETHEUS_HOST") or "localhost",
+            )
             readers.append(PrometheusMetricReader())
         elif _is_pull_reader(planned):
             if pull:
@@ -286,8 +319,11 @@ class Providers:
             for step in log_steps:
                 step()
 
-        targets = {signal: getattr(self, f"{name}_provider").shutdown
-                   for signal, name in (("traces", "tracer"), ("metrics", "meter")) if name in self.created}
+        targets = {
+            signal: getattr(self, f"{name}_provider").shutdown
+            for signal, name in (("traces", "tracer"), ("metrics", "meter"))
+            if name in self.created
+        }
         if log_steps:
             targets["logs"] = shut_down_logs
         return run_bounded(targets, seconds=timeout, on_overrun=self.close_exporters)
@@ -307,9 +343,11 @@ class Providers:
         if "meter" not in self.created or all(_is_pull_reader(p) for p in self.plan.exporters["metrics"]):
             return None
         resource = self.resource.merge(Resource({"process.pid": os.getpid()}))
-        self.meter_provider = MeterProvider(resource=resource, shutdown_on_exit=False,
-                                            metric_readers=_metric_readers(self.plan, None, self.file_sink,
-                                                                           self.exporters, pull=False))
+        self.meter_provider = MeterProvider(
+            resource=resource,
+            shutdown_on_exit=False,
+            metric_readers=_metric_readers(self.plan, None, self.file_sink, self.exporters, pull=False),
+        )
         return self.meter_provider
 
 
@@ -322,14 +360,14 @@ def configure_sdk(settings: Settings, environ: Mapping[str, str] | None = None) 
     plan = export_plan(environ)
     resource = build_resource(environ)
     file_sink = JsonLinesFile(plan.file_path) if plan.file_path is not None else None
-    created, exporters = [], []
+    created: list[str] = []
+    exporters: list[Any] = []
     tracer_provider = trace.get_tracer_provider()
     if _is_unset(tracer_provider):
         tracer_provider = TracerProvider(resource=resource, id_generator=PRIVATE_IDS, shutdown_on_exit=False)
         for planned in plan.exporters["traces"]:  # one counted pipeline per exporter: each delivery counts
             tracer_provider.add_span_processor(CountingSpanProcessor(LEDGER.traces))
-            exporter = CountingSpanExporter(lambda planned=planned: _exporter(planned, "traces", file_sink),
-                                            LEDGER.traces)
+            exporter = CountingSpanExporter(partial(_exporter, planned, "traces", file_sink), LEDGER.traces)
             tracer_provider.add_span_processor(BatchSpanProcessor(exporter))
             exporters.append(exporter)
         trace.set_tracer_provider(tracer_provider)
@@ -343,12 +381,14 @@ def configure_sdk(settings: Settings, environ: Mapping[str, str] | None = None) 
             exporters.append(log_sink)
         logger_provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
         for planned in plan.exporters["logs"]:  # one counted pipeline per exporter: each delivery counts
-            batched = ByteBudgetLogExporter(lambda planned=planned: _exporter(planned, "logs", file_sink),
-                                            settings.max_batch_bytes, LEDGER.logs)
+            batched = ByteBudgetLogExporter(
+                partial(_exporter, planned, "logs", file_sink), settings.max_batch_bytes, LEDGER.logs
+            )
             exporters.append(batched)
             logger_provider.add_log_record_processor(CountingLogProcessor(LEDGER.logs))
             logger_provider.add_log_record_processor(
-                BatchLogRecordProcessor(batched, max_queue_size=_sdk_log_queue_size(settings)))
+                BatchLogRecordProcessor(batched, max_queue_size=_sdk_log_queue_size(settings))
+            )
         _logs.set_logger_provider(logger_provider)
         created.append("logger")
     meter_provider = metrics.get_meter_provider()
@@ -357,5 +397,6 @@ def configure_sdk(settings: Settings, environ: Mapping[str, str] | None = None) 
         meter_provider = MeterProvider(resource=resource, metric_readers=readers, shutdown_on_exit=False)
         metrics.set_meter_provider(meter_provider)
         created.append("meter")
-    return Providers(tracer_provider, logger_provider, meter_provider, tuple(created), plan, resource, file_sink,
-                     log_sink, exporters)
+    return Providers(
+        tracer_provider, logger_provider, meter_provider, tuple(created), plan, resource, file_sink, log_sink, exporters
+    )

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Mapping, NamedTuple
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
 
 from opentelemetry._logs import LoggerProvider, SeverityNumber
 
@@ -30,8 +31,15 @@ class CallSite:
 
     __slots__ = ("scope", "severity_number", "severity_text", "attributes", "event_name", "kind")
 
-    def __init__(self, scope: str, severity_number: int, severity_text: str, attributes: Mapping[str, Any],
-                 event_name: str | None, kind: str | None = None) -> None:
+    def __init__(
+        self,
+        scope: str,
+        severity_number: int,
+        severity_text: str,
+        attributes: Mapping[str, Any],
+        event_name: str | None,
+        kind: str | None = None,
+    ) -> None:
         self.scope = scope
         self.severity_number = severity_number
         self.severity_text = severity_text
@@ -63,14 +71,21 @@ _new_wire_record = tuple.__new__  # a WireRecord without the Python-level __new_
 _SITE_LIMIT = 20_000  # call sites and compile ids remembered; beyond it they are rebuilt per record
 
 _TRACE_CONTEXT_KEYS = {
-    "rank", "compiled_autograd_id", "frame_id", "frame_compile_id", "attempt", "stack", "has_payload", "subgraph_name",
+    "rank",
+    "compiled_autograd_id",
+    "frame_id",
+    "frame_compile_id",
+    "attempt",
+    "stack",
+    "has_payload",
+    "subgraph_name",
 }
 
 
 def structured_trace_fields(trace_extras: Any) -> tuple[str, str, str]:
     """Event name, body and metadata JSON of a TORCH_TRACE record, from its ``metadata`` and ``payload`` extras."""
-    metadata, payload = trace_extras or ({}, None)
-    metadata = metadata or {}
+    raw_metadata, payload = trace_extras or ({}, None)
+    metadata: dict[str, Any] = raw_metadata or {}
     kind = next((key for key in metadata if key not in _TRACE_CONTEXT_KEYS), "unknown")
     details = metadata.get(kind)
     if kind == "artifact" and isinstance(details, dict) and details.get("name"):
@@ -140,7 +155,7 @@ class LogRecordConverter:
         }
         event_name, kind = trace_event, None
         if trace_event is not None:
-            kind = trace_event[len(catalog.STRUCTURED_TRACE_EVENT_PREFIX):]
+            kind = trace_event[len(catalog.STRUCTURED_TRACE_EVENT_PREFIX) :]
         elif (artifact := self._artifact_of_logger(logger_name)) is not None:
             attributes[catalog.ATTR_ARTIFACT] = kind = artifact
             event_name = catalog.artifact_event_name(artifact)

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Callable, Sequence
 from types import CodeType
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
 from torch_otel import catalog
-from torch_otel.exporters.delivery import LEDGER, Ledger
 from torch_otel.capture.torch_hooks import Phase
+from torch_otel.exporters.delivery import LEDGER, Ledger
 
 _CAUSE_PATTERNS = (
     ("shape", re.compile(r"size mismatch|stride mismatch|dimensionality|dim mismatch|rank mismatch|ndim", re.I)),
@@ -77,7 +78,9 @@ class CompileMetrics:
     def rebind(self, meter: Meter) -> None:
         """Record into instruments of ``meter`` from now on (a forked child's own meter provider)."""
         self._duration = meter.create_histogram(
-            catalog.METRIC_COMPILE_DURATION, unit="s", description="Time spent compiling, per torch phase",
+            catalog.METRIC_COMPILE_DURATION,
+            unit="s",
+            description="Time spent compiling, per torch phase",
             explicit_bucket_boundaries_advisory=list(catalog.COMPILE_DURATION_BUCKETS),
         )
         self._recompiles = meter.create_counter(catalog.METRIC_RECOMPILES, description="Frame recompiles by cause")
@@ -87,15 +90,26 @@ class CompileMetrics:
         )
         # Observed only once non-zero: a process with nothing to report exports no points, so it leaves no file
         # and its exit waits for no export.
-        meter.create_observable_counter(catalog.METRIC_RECORDS_DROPPED, [self._observe_dropped],
-                                        description="Log records dropped because the bridge queue was full")
-        meter.create_observable_counter(catalog.METRIC_RECORDS_TRUNCATED, [self._observe_truncated],
-                                        description="Log record bodies cut to TORCH_OTEL_MAX_BODY_BYTES")
-        meter.create_observable_counter(catalog.METRIC_EXPORT_FAILURES, [self._observe_failures],
-                                        description="Export requests that failed, by signal")
-        meter.create_observable_counter(catalog.METRIC_EXPORT_LOST, [self._observe_lost],
-                                        description="Log records, spans or metric exports in failed export requests, "
-                                                    "by signal")
+        meter.create_observable_counter(
+            catalog.METRIC_RECORDS_DROPPED,
+            [self._observe_dropped],
+            description="Log records dropped because the bridge queue was full",
+        )
+        meter.create_observable_counter(
+            catalog.METRIC_RECORDS_TRUNCATED,
+            [self._observe_truncated],
+            description="Log record bodies cut to TORCH_OTEL_MAX_BODY_BYTES",
+        )
+        meter.create_observable_counter(
+            catalog.METRIC_EXPORT_FAILURES,
+            [self._observe_failures],
+            description="Export requests that failed, by signal",
+        )
+        meter.create_observable_counter(
+            catalog.METRIC_EXPORT_LOST,
+            [self._observe_lost],
+            description="Log records, spans or metric exports in failed export requests, by signal",
+        )
 
     def _state(self) -> Any:
         local = self._local
@@ -127,17 +141,29 @@ class CompileMetrics:
                     self._cache_lookups.add(count, {catalog.LABEL_CACHE: cache, catalog.LABEL_CACHE_RESULT: result})
 
     def recompiled(self, reasons: Sequence[str], code: CodeType | None) -> None:
-        self._recompiles.add(1, {
-            catalog.LABEL_CAUSE: recompile_cause(reasons[0] if reasons else ""),
-            catalog.LABEL_FUNCTION: self._functions(code.co_name if code else None),
-        })
+        self._recompiles.add(
+            1,
+            {
+                catalog.LABEL_CAUSE: recompile_cause(reasons[0] if reasons else ""),
+                catalog.LABEL_FUNCTION: self._functions(code.co_name if code else None),
+            },
+        )
 
-    def graph_break(self, reason: str, filename: str | None, lineno: int | None,
-                    function: str | None = None, break_type: str | None = None) -> None:
-        self._graph_breaks.add(1, {
-            catalog.LABEL_FUNCTION: self._functions(function),
-            catalog.LABEL_GRAPH_BREAK_TYPE: self._graph_break_types(break_type),
-        })
+    def graph_break(
+        self,
+        reason: str,
+        filename: str | None,
+        lineno: int | None,
+        function: str | None = None,
+        break_type: str | None = None,
+    ) -> None:
+        self._graph_breaks.add(
+            1,
+            {
+                catalog.LABEL_FUNCTION: self._functions(function),
+                catalog.LABEL_GRAPH_BREAK_TYPE: self._graph_break_types(break_type),
+            },
+        )
 
     def recompile_limit_hit(self, limit_type: str, limit: Any) -> None:
         """Counted as recompiles already; the ERROR event is the spans' job."""
@@ -149,12 +175,18 @@ class CompileMetrics:
         return _nonzero(self._health.truncated())
 
     def _observe_failures(self, options: CallbackOptions) -> list[Observation]:
-        return [observation for signal, tally in self._health.ledger.tallies().items()
-                for observation in _nonzero(tally.failed_requests, {catalog.LABEL_SIGNAL: signal})]
+        return [
+            observation
+            for signal, tally in self._health.ledger.tallies().items()
+            for observation in _nonzero(tally.failed_requests, {catalog.LABEL_SIGNAL: signal})
+        ]
 
     def _observe_lost(self, options: CallbackOptions) -> list[Observation]:
-        return [observation for signal, tally in self._health.ledger.tallies().items()
-                for observation in _nonzero(tally.failed, {catalog.LABEL_SIGNAL: signal})]
+        return [
+            observation
+            for signal, tally in self._health.ledger.tallies().items()
+            for observation in _nonzero(tally.failed, {catalog.LABEL_SIGNAL: signal})
+        ]
 
 
 def _nonzero(value: int, attributes: dict[str, str] | None = None) -> list[Observation]:

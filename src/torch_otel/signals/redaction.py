@@ -34,11 +34,25 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
-CODE_ARTIFACTS = frozenset({
-    "output_code", "kernel_code", "graph_code", "graph_code_verbose", "graph", "aot_graphs", "aot_joint_graph",
-    "aot_graphs_effects", "post_grad_graphs", "pre_grad_graphs", "bytecode", "ir_pre_fusion", "ir_post_fusion",
-    "ddp_graphs", "compiled_autograd_verbose",
-})
+CODE_ARTIFACTS = frozenset(
+    {
+        "output_code",
+        "kernel_code",
+        "graph_code",
+        "graph_code_verbose",
+        "graph",
+        "aot_graphs",
+        "aot_joint_graph",
+        "aot_graphs_effects",
+        "post_grad_graphs",
+        "pre_grad_graphs",
+        "bytecode",
+        "ir_pre_fusion",
+        "ir_post_fusion",
+        "ddp_graphs",
+        "compiled_autograd_verbose",
+    }
+)
 _CODE_TRACE_KINDS = re.compile(r"graph|code|bytecode|kernel", re.I)
 # POSIX absolute paths with at least two components, and Windows drive paths.
 _ABSOLUTE_PATH = re.compile(r"(?<![\w.])(?:/[\w.@+\-]+){2,}|\b[A-Za-z]:\\[^\s:'\"<>|]+")
@@ -68,7 +82,7 @@ def _trie_pattern(words: Iterable[str]) -> str:
     def build(node: dict) -> str:
         out = []
         while len(node) == 1 and "" not in node:  # a chain without branches needs no group
-            (char, node), = node.items()
+            ((char, node),) = node.items()
             out.append(re.escape(char))
         branches = [re.escape(char) + build(child) for char, child in sorted(node.items()) if char]
         if branches:
@@ -89,10 +103,10 @@ _FORMAT_FIELD = re.compile(r"\{[^{}]*\}")
 def _literal_pieces(token: str) -> list[str]:
     """The text of a string literal token as written (no evaluation, so no escape warnings): its lines, and for
     an f-string the constant parts between replacement fields."""
-    prefix = _STRING_PREFIX.match(token).group()  # type: ignore[union-attr]
-    inner = token[len(prefix):]
+    prefix = _STRING_PREFIX.match(token).group()  # type: ignore[union-attr]  # the pattern matches any string
+    inner = token[len(prefix) :]
     quote = inner[:3] if inner[:3] in ('"""', "'''") else inner[:1]
-    inner = inner[len(quote):len(inner) - len(quote)]
+    inner = inner[len(quote) : len(inner) - len(quote)]
     parts = _FORMAT_FIELD.split(inner) if "f" in prefix.lower() else [inner]
     return [line.strip() for part in parts for line in part.splitlines()]
 
@@ -100,8 +114,11 @@ def _literal_pieces(token: str) -> list[str]:
 def _source_patterns(filename: str) -> frozenset[str]:
     """What of a user source file counts as code: its non-trivial stripped lines, comments and string literals."""
     lines = linecache.getlines(filename)
-    patterns = {line for line in (raw.strip() for raw in lines)
-                if len(line) >= MIN_SOURCE_LINE and any(char.isalnum() for char in line)}
+    patterns = {
+        line
+        for line in (raw.strip() for raw in lines)
+        if len(line) >= MIN_SOURCE_LINE and any(char.isalnum() for char in line)
+    }
     try:
         for token in tokenize.generate_tokens(io.StringIO("".join(lines)).readline):
             if token.type == tokenize.COMMENT:
@@ -110,8 +127,9 @@ def _source_patterns(filename: str) -> frozenset[str]:
                 pieces = _literal_pieces(token.string)
             else:
                 continue
-            patterns.update(piece for piece in pieces
-                            if len(piece) >= MIN_LITERAL and any(char.isalnum() for char in piece))
+            patterns.update(
+                piece for piece in pieces if len(piece) >= MIN_LITERAL and any(char.isalnum() for char in piece)
+            )
     except (tokenize.TokenError, SyntaxError, ValueError):
         pass  # what was tokenized before the error counts; the lines count anyway
     return frozenset(patterns)
@@ -140,8 +158,9 @@ class _CodeSearch:
         batch = frozenset(pattern for pattern, words in words_of.items() if words)
         if not batch:
             return
-        self._anchors.update(min(words_of[pattern], key=lambda word: (self._counts[word], -len(word), word))
-                             for pattern in batch)
+        self._anchors.update(
+            min(words_of[pattern], key=lambda word: (self._counts[word], -len(word), word)) for pattern in batch
+        )
         batches = list(self._batches)
         while batches and len(batches[-1][0]) <= 2 * len(batch):
             batch = batch | batches.pop()[0]
@@ -174,13 +193,15 @@ class _CodeSearch:
 
 def _excluded_prefixes() -> tuple[str, ...]:
     """Directories whose files are not the user's: the Python installation, site-packages, torch."""
-    roots = set()
-    for scheme_paths in (sysconfig.get_paths(), sysconfig.get_paths(vars={"base": sys.base_prefix,
-                                                                           "platbase": sys.base_prefix})):
+    roots: set[str | None] = set()
+    for scheme_paths in (
+        sysconfig.get_paths(),
+        sysconfig.get_paths(vars={"base": sys.base_prefix, "platbase": sys.base_prefix}),
+    ):
         roots.update(scheme_paths.get(key) for key in ("stdlib", "platstdlib", "purelib", "platlib"))
-    torch = sys.modules.get("torch")
-    if getattr(torch, "__file__", None):
-        roots.add(os.path.dirname(torch.__file__))  # type: ignore[union-attr]
+    torch_file = getattr(sys.modules.get("torch"), "__file__", None)
+    if torch_file:
+        roots.add(os.path.dirname(torch_file))
     prefixes = set()
     for root in filter(None, roots):
         for form in (os.path.normpath(root), os.path.realpath(root)):
@@ -204,11 +225,14 @@ def _relative_forms(directory: str, cwd: str, torch_base: str | None) -> set[str
         except ValueError:
             common = None
         if common is not None and common != os.path.normpath(torch_base):
-            forms.add(directory[len(common) + 1:])
+            forms.add(directory[len(common) + 1 :])
     components = directory.split(os.sep)
     forms.update(os.sep.join(components[index:]) for index in range(1, len(components)))
-    return {form for form in forms
-            if form and form != os.curdir and not os.path.isabs(form) and set(form.split(os.sep)) - {os.pardir, ""}}
+    return {
+        form
+        for form in forms
+        if form and form != os.curdir and not os.path.isabs(form) and set(form.split(os.sep)) - {os.pardir, ""}
+    }
 
 
 class _Knowledge:
@@ -410,7 +434,7 @@ class Redactor:
         files = _KNOWN.user_files
         if len(files) > self._files_added:
             count = len(files)
-            patterns = set().union(*(_KNOWN.file_patterns(filename) for filename in files[self._files_added:count]))
+            patterns = set().union(*(_KNOWN.file_patterns(filename) for filename in files[self._files_added : count]))
             self._search.add(patterns)
             self._with_paths.update(pattern for pattern in patterns if "/" in pattern or "\\" in pattern)
             self._files_added = count

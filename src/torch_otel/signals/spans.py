@@ -6,9 +6,10 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import CodeType
-from typing import Any, Sequence
+from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -17,16 +18,16 @@ from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.trace import Link, Span, Status, StatusCode
 
 from torch_otel import catalog
+from torch_otel.capture.torch_hooks import Phase
 from torch_otel.signals.ids import PRIVATE_IDS
 from torch_otel.signals.redaction import Redactor
-from torch_otel.capture.torch_hooks import Phase
 
 
-def compile_tracer(tracer_provider: trace.TracerProvider, version: str) -> trace.Tracer:
+def compile_tracer(tracer_provider: trace.TracerProvider, version: str | None) -> trace.Tracer:
     """The tracer compile spans are made with, drawing ids from the private RNG when it is an SDK tracer."""
     tracer = tracer_provider.get_tracer("torch._dynamo", version)
     if isinstance(getattr(tracer, "id_generator", None), RandomIdGenerator):
-        tracer.id_generator = PRIVATE_IDS  # type: ignore[attr-defined]
+        tracer.id_generator = PRIVATE_IDS  # type: ignore[attr-defined]  # an SDK Tracer's, not the API's
     return tracer
 
 
@@ -34,20 +35,35 @@ _FORWARD_SPANS_KEPT = 4096
 
 # CompilationMetrics fields copied onto the compile span as pytorch.compile.<field>.
 METRIC_FIELDS = (
-    "guard_count", "shape_env_guard_count", "graph_op_count", "graph_node_count", "graph_input_count",
-    "cache_size", "accumulated_cache_size", "duration_us", "dynamo_cumulative_compile_time_us",
-    "aot_autograd_cumulative_compile_time_us", "inductor_cumulative_compile_time_us",
-    "backward_cumulative_compile_time_us", "inductor_fx_local_cache_hit_count", "inductor_fx_local_cache_miss_count",
-    "inductor_fx_remote_cache_hit_count", "inductor_fx_remote_cache_miss_count", "aotautograd_local_cache_hit_count",
-    "aotautograd_local_cache_miss_count", "aotautograd_remote_cache_hit_count", "aotautograd_remote_cache_miss_count",
-    "is_forward", "fail_type",
+    "guard_count",
+    "shape_env_guard_count",
+    "graph_op_count",
+    "graph_node_count",
+    "graph_input_count",
+    "cache_size",
+    "accumulated_cache_size",
+    "duration_us",
+    "dynamo_cumulative_compile_time_us",
+    "aot_autograd_cumulative_compile_time_us",
+    "inductor_cumulative_compile_time_us",
+    "backward_cumulative_compile_time_us",
+    "inductor_fx_local_cache_hit_count",
+    "inductor_fx_local_cache_miss_count",
+    "inductor_fx_remote_cache_hit_count",
+    "inductor_fx_remote_cache_miss_count",
+    "aotautograd_local_cache_hit_count",
+    "aotautograd_local_cache_miss_count",
+    "aotautograd_remote_cache_hit_count",
+    "aotautograd_remote_cache_miss_count",
+    "is_forward",
+    "fail_type",
 )
 
 
 @dataclass
 class _OpenPhase:
     span: Span
-    token: object
+    token: Any  # what otel_context.attach returned, or None
     compile_id: str | None
     app_span: Span | None = None
     code: CodeType | None = field(default=None)
@@ -90,7 +106,7 @@ class CompileSpans:
         app_span = None
         if phase.depth == 0:
             app_span = trace.get_current_span()
-            if phase.name == "entire_backward_compile" and compile_id in self._forward_spans:
+            if phase.name == "entire_backward_compile" and compile_id is not None and compile_id in self._forward_spans:
                 links.append(Link(self._forward_spans[compile_id], {"pytorch.link": "forward compile"}))
         span = self._tracer.start_span(phase.label, start_time=phase.start_ns, attributes=attributes, links=links)
         if phase.depth == 0 and phase.name == "dynamo" and compile_id is not None:
@@ -152,11 +168,23 @@ class CompileSpans:
             attributes[catalog.ATTR_COMPILE_ID] = compile_id
         if compile_phase is not None:
             compile_phase.code = code
-        self._event(compile_phase, catalog.EVENT_RECOMPILE, attributes, SeverityNumber.WARN,
-                    "Recompiling " + (code.co_name if code else "a frame") + ": " + "; ".join(reasons), on_app_span=True)
+        self._event(
+            compile_phase,
+            catalog.EVENT_RECOMPILE,
+            attributes,
+            SeverityNumber.WARN,
+            "Recompiling " + (code.co_name if code else "a frame") + ": " + "; ".join(reasons),
+            on_app_span=True,
+        )
 
-    def graph_break(self, reason: str, filename: str | None, lineno: int | None,
-                    function: str | None = None, break_type: str | None = None) -> None:
+    def graph_break(
+        self,
+        reason: str,
+        filename: str | None,
+        lineno: int | None,
+        function: str | None = None,
+        break_type: str | None = None,
+    ) -> None:
         compile_phase = self._compile_phase()
         attributes: dict[str, Any] = {catalog.ATTR_GRAPH_BREAK_REASON: reason}
         if break_type:
@@ -169,8 +197,14 @@ class CompileSpans:
         if compile_id:
             attributes[catalog.ATTR_COMPILE_ID] = compile_id
         location = f" at {filename}:{lineno}" if filename else ""
-        self._event(compile_phase, catalog.EVENT_GRAPH_BREAK, attributes, SeverityNumber.INFO,
-                    f"Graph break{location}: {reason}", on_app_span=False)
+        self._event(
+            compile_phase,
+            catalog.EVENT_GRAPH_BREAK,
+            attributes,
+            SeverityNumber.INFO,
+            f"Graph break{location}: {reason}",
+            on_app_span=False,
+        )
 
     def recompile_limit_hit(self, limit_type: str, limit: Any) -> None:
         compile_phase = self._compile_phase()
@@ -180,9 +214,14 @@ class CompileSpans:
         if compile_id:
             attributes[catalog.ATTR_COMPILE_ID] = compile_id
         function = attributes.get(catalog.ATTR_CODE_FUNCTION, "a function")
-        self._event(compile_phase, catalog.EVENT_RECOMPILE_LIMIT, attributes, SeverityNumber.ERROR,
-                    f"torch._dynamo hit config.{limit_type} ({limit}) for {function}; it now runs without compiling",
-                    on_app_span=True)
+        self._event(
+            compile_phase,
+            catalog.EVENT_RECOMPILE_LIMIT,
+            attributes,
+            SeverityNumber.ERROR,
+            f"torch._dynamo hit config.{limit_type} ({limit}) for {function}; it now runs without compiling",
+            on_app_span=True,
+        )
 
     @staticmethod
     def _compile_id(compile_phase: _OpenPhase | None) -> str | None:
@@ -193,15 +232,25 @@ class CompileSpans:
             return attributes
         redact = self._redactor
         return {
-            key: redact.path(value) if key == catalog.ATTR_CODE_FILE and isinstance(value, str)
-            else redact.text(value) if isinstance(value, str)
-            else [redact.text(item) for item in value] if isinstance(value, (list, tuple))
+            key: redact.path(value)
+            if key == catalog.ATTR_CODE_FILE and isinstance(value, str)
+            else redact.text(value)
+            if isinstance(value, str)
+            else [redact.text(item) for item in value]
+            if isinstance(value, (list, tuple))
             else value
             for key, value in attributes.items()
         }
 
-    def _event(self, compile_phase: _OpenPhase | None, name: str, attributes: dict[str, Any],
-               severity: SeverityNumber, body: str, on_app_span: bool) -> None:
+    def _event(
+        self,
+        compile_phase: _OpenPhase | None,
+        name: str,
+        attributes: dict[str, Any],
+        severity: SeverityNumber,
+        body: str,
+        on_app_span: bool,
+    ) -> None:
         attributes = self._redacted(attributes)
         body = self._redactor.text(body)
         if compile_phase is not None:
@@ -212,6 +261,10 @@ class CompileSpans:
         else:
             trace.get_current_span().add_event(name, attributes)
         self._event_logger.emit(
-            timestamp=time.time_ns(), severity_number=severity, severity_text=severity.name, body=body, event_name=name,
+            timestamp=time.time_ns(),
+            severity_number=severity,
+            severity_text=severity.name,
+            body=body,
+            event_name=name,
             attributes={**attributes, catalog.ATTR_COMPONENT: "dynamo"},
         )

@@ -11,13 +11,13 @@ import sys
 import threading
 from dataclasses import dataclass
 
+from torch_otel.config.export_config import export_plan, sdk_disabled
+from torch_otel.config.settings import Settings, SettingsError
 from torch_otel.console import say
 from torch_otel.exporters.delivery import LEDGER, Ledger
 from torch_otel.exporters.exporter_logs import limit_sdk_warnings
-from torch_otel.instrumentor import TorchInstrumentor, instrument
-from torch_otel.config.export_config import export_plan, sdk_disabled
 from torch_otel.exporters.sdk_setup import Providers, configure_sdk
-from torch_otel.config.settings import Settings, SettingsError
+from torch_otel.instrumentor import TorchInstrumentor, instrument
 
 WORKER_EXIT_BUDGET_S = 1.0  # DataLoader terminates workers that linger on their way out
 _LAUNCHERS = ("torch.distributed.",)  # torch modules run as programs that start user processes, e.g. torchrun
@@ -41,8 +41,10 @@ def start_after_torch_import() -> None:
         instrument(settings=settings, log_sink=providers.log_sink)
     except Exception as error:  # noqa: BLE001 - e.g. an OTEL_* value the SDK itself rejects
         atexit.unregister(_finish_at_exit)
-        say(f"could not set up OpenTelemetry ({type(error).__name__}: {error}); the program runs without "
-            "torch-otel. Run `torch-otel doctor` to check the settings.")
+        say(
+            f"could not set up OpenTelemetry ({type(error).__name__}: {error}); the program runs without "
+            "torch-otel. Run `torch-otel doctor` to check the settings."
+        )
         return
     bridge = TorchInstrumentor.bridge
     if bridge is not None:
@@ -69,7 +71,7 @@ def is_torch_helper() -> bool:
     program = os.path.abspath(path)
     if not program.startswith(torch_dir):
         return False
-    module = "torch." + os.path.splitext(program[len(torch_dir):])[0].replace(os.sep, ".")
+    module = "torch." + os.path.splitext(program[len(torch_dir) :])[0].replace(os.sep, ".")
     return not module.startswith(_LAUNCHERS)
 
 
@@ -133,8 +135,10 @@ class Losses:
         if any(undelivered):
             parts.append("not delivered (failed, or still queued at exit): " + ", ".join(filter(None, undelivered)))
         if self.dropped_records:
-            parts.append(f"{_count(self.dropped_records, 'log record')} dropped because the queue was full "
-                         "(TORCH_OTEL_QUEUE_SIZE)")
+            parts.append(
+                f"{_count(self.dropped_records, 'log record')} dropped because the queue was full "
+                "(TORCH_OTEL_QUEUE_SIZE)"
+            )
         if self.failed_requests:
             parts.append(f"{_count(self.failed_requests, 'export request')} failed")
         if timed_out_after is not None:

@@ -6,15 +6,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from torch_otel import environment_variables as env
-from torch_otel.console import say  # every message of `torch-otel run`: stderr or nowhere
-from torch_otel.config.export_config import export_plan, sdk_disabled
-from torch_otel.config.settings import Settings, SettingsError
 from torch_otel.capture.torch_import import TORCH_LOGS, check_torch_logs
 from torch_otel.capture.torch_logs import TorchLogsError
+from torch_otel.config.export_config import export_plan, sdk_disabled
+from torch_otel.config.settings import Settings, SettingsError
+from torch_otel.console import say  # every message of `torch-otel run`: stderr or nowhere
 
 BOOTSTRAP_DIR = Path(__file__).resolve().parent / "_bootstrap"
 EXIT_BAD_SETTING = 2
@@ -56,21 +56,28 @@ def run(command: Sequence[str]) -> int:
 def announce_file(path: Path) -> None:
     """Said once per run, by the process the user started; every process of the run that has something to export
     appends to this one file, and a run that exports nothing leaves none."""
-    say(f"no OTLP endpoint configured, so traces, logs and metrics from this run go to {path} "
+    say(
+        f"no OTLP endpoint configured, so traces, logs and metrics from this run go to {path} "
         f"(read it with `torch-otel report {path}`; set OTEL_EXPORTER_OTLP_ENDPOINT to send to a collector "
-        "instead).")
+        "instead)."
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="torch-otel", description="OpenTelemetry for torch.compile, driven by TORCH_LOGS.")
+    parser = argparse.ArgumentParser(
+        prog="torch-otel", description="OpenTelemetry for torch.compile, driven by TORCH_LOGS."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     run_parser = commands.add_parser("run", help="run a program with torch's logs exported over OTLP")
     run_parser.add_argument("program", nargs=argparse.REMAINDER, help="the command, after --")
     commands.add_parser(
-        "doctor", add_help=False, help="explain and check the TORCH_LOGS, TORCH_OTEL_* and OTEL_* setup (--list, --no-check)"
+        "doctor",
+        add_help=False,
+        help="explain and check the TORCH_LOGS, TORCH_OTEL_* and OTEL_* setup (--list, --no-check)",
     )
     commands.add_parser(
-        "report", add_help=False,
+        "report",
+        add_help=False,
         help="summarise compiles, recompiles, graph breaks, caches and artifacts from OTLP JSON files (--html OUT)",
     )
     return parser

@@ -47,6 +47,15 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 from torch_otel import catalog
 from torch_otel import environment_variables as env
+from torch_otel.capture.torch_import import import_torch_with_logs_held
+from torch_otel.capture.torch_internals import FEATURES, resolve_attribute
+from torch_otel.capture.torch_logs import (
+    Registry,
+    TorchLogsError,
+    TorchLogsSettings,
+    current_registry,
+    parse_torch_logs,
+)
 from torch_otel.config.export_config import (
     SIGNALS,
     ExportPlan,
@@ -63,15 +72,6 @@ from torch_otel.config.settings import (
     parse_variable,
 )
 from torch_otel.config.settings import SENSITIVE_NAME as _SENSITIVE_NAME
-from torch_otel.capture.torch_internals import FEATURES, resolve_attribute
-from torch_otel.capture.torch_import import import_torch_with_logs_held
-from torch_otel.capture.torch_logs import (
-    Registry,
-    TorchLogsError,
-    TorchLogsSettings,
-    current_registry,
-    parse_torch_logs,
-)
 
 __all__ = ["EXIT_BAD_SETTING", "EXIT_OK", "EXIT_UNREACHABLE", "main", "mask_url"]
 
@@ -183,7 +183,7 @@ def _collect_secrets(environ: Mapping[str, str]) -> list[str]:
         if not name.startswith("OTEL_"):
             continue
         if name.endswith("HEADERS"):
-            for key, raw in _split_headers(value):
+            for _key, raw in _split_headers(value):
                 secrets += [raw, unquote(raw)]
             # an item that is not key=value may be a bare secret (e.g. "Bearer abc"): never shown either
             secrets += [item.strip() for item in value.split(",") if "=" not in item]
@@ -349,8 +349,15 @@ class _Target:
     def connection(self) -> tuple[object, ...]:
         """What makes two targets the same endpoint: gRPC exporters only use the URL's host:port."""
         address = urlsplit(self.url).netloc if self.protocol == "grpc" else self.url
-        return (self.protocol, address, self.tls, self.certificate, self.client_key, self.client_certificate,
-                self.headers)
+        return (
+            self.protocol,
+            address,
+            self.tls,
+            self.certificate,
+            self.client_key,
+            self.client_certificate,
+            self.headers,
+        )
 
 
 def _first_set(environ: Mapping[str, str], *variables: str) -> tuple[str | None, str | None]:
@@ -371,7 +378,7 @@ def _resolve_target(signal: str, protocol: str, environ: Mapping[str, str]) -> _
 
 def _grpc_target(prefix: str, environ: Mapping[str, str], headers: tuple[tuple[str, str], ...]) -> _Target:
     url, source = _first_set(environ, prefix + "ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
-    url, source = (url, source) if url else (_GRPC_DEFAULT, "default")
+    url, source = (url, source or "") if url else (_GRPC_DEFAULT, "default")
     scheme = urlsplit(url).scheme
     tls, reason = scheme != "http", f"{scheme} scheme"
     if scheme != "https":
@@ -381,7 +388,11 @@ def _grpc_target(prefix: str, environ: Mapping[str, str], headers: tuple[tuple[s
                 break
     cert_prefix = prefix if environ.get(prefix + "CERTIFICATE") else "OTEL_EXPORTER_OTLP_"
     return _Target(
-        "grpc", url, source, tls, reason,
+        "grpc",
+        url,
+        source,
+        tls,
+        reason,
         environ.get(cert_prefix + "CERTIFICATE") or None,
         environ.get(cert_prefix + "CLIENT_KEY") or None,
         environ.get(cert_prefix + "CLIENT_CERTIFICATE") or None,
@@ -398,7 +409,11 @@ def _http_target(signal: str, prefix: str, environ: Mapping[str, str], headers: 
         url = f"{(base or _HTTP_DEFAULT).removesuffix('/')}/v1/{signal}"
     scheme = urlsplit(url).scheme
     return _Target(
-        "http/protobuf", url, source, scheme == "https", f"{scheme} scheme",
+        "http/protobuf",
+        url,
+        source,
+        scheme == "https",
+        f"{scheme} scheme",
         _first_set(environ, prefix + "CERTIFICATE", "OTEL_EXPORTER_OTLP_CERTIFICATE")[0],
         _first_set(environ, prefix + "CLIENT_KEY", "OTEL_EXPORTER_OTLP_CLIENT_KEY")[0],
         _first_set(environ, prefix + "CLIENT_CERTIFICATE", "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE")[0],
@@ -439,9 +454,11 @@ def _exporter_section(report: _Report, environ: Mapping[str, str]) -> list[tuple
     for problem in problems:  # the same checks that stop `torch-otel run`
         report.bad_setting(_masked_error(problem))
     if plan.file_path is not None:
-        report.info("no OTLP endpoint or exporter is configured: `torch-otel run` writes traces, logs and metrics "
-                    f"to {plan.file_path} (OTLP JSON Lines; read it with `torch-otel report`). Set "
-                    "OTEL_EXPORTER_OTLP_ENDPOINT to send to a collector.")
+        report.info(
+            "no OTLP endpoint or exporter is configured: `torch-otel run` writes traces, logs and metrics "
+            f"to {plan.file_path} (OTLP JSON Lines; read it with `torch-otel report`). Set "
+            "OTEL_EXPORTER_OTLP_ENDPOINT to send to a collector."
+        )
         return "torch-otel run writes to a local file"
     targets = _describe_signals(report, plan, environ, built=not problems)
     _describe_transport_settings(report, environ, plan)
@@ -452,8 +469,9 @@ def _exporter_section(report: _Report, environ: Mapping[str, str]) -> list[tuple
     return targets
 
 
-def _describe_signals(report: _Report, plan: ExportPlan, environ: Mapping[str, str],
-                      built: bool = True) -> list[tuple[str, _Target]]:
+def _describe_signals(
+    report: _Report, plan: ExportPlan, environ: Mapping[str, str], built: bool = True
+) -> list[tuple[str, _Target]]:
     """One line per exporter of each signal, in the order `run` builds them; returns the OTLP targets. With
     ``built``, each OTLP exporter is also constructed, as `run` constructs it, and asked where it will send."""
     targets = []
@@ -473,20 +491,25 @@ def _describe_signals(report: _Report, plan: ExportPlan, environ: Mapping[str, s
             elif planned.kind == "entry_point":
                 entry_point = installed_entry_points(signal).get(planned.entry_point)
                 value = entry_point.value if entry_point is not None else "?"
-                report.info(f"{label} {planned.name} (installed exporter {value}, built with no arguments; "
-                            "its settings are not checked here)")
+                report.info(
+                    f"{label} {planned.name} (installed exporter {value}, built with no arguments; "
+                    "its settings are not checked here)"
+                )
             else:
                 target = _resolve_target(signal, planned.protocol or "grpc", environ)
                 if built:
                     target, error = _as_built(signal, target, environ)
                     if error is not None:
-                        unbuildable.setdefault(f"the {planned.name} exporter cannot be built with these settings: "
-                                               f"{error}", []).append(signal)
+                        unbuildable.setdefault(
+                            f"the {planned.name} exporter cannot be built with these settings: {error}", []
+                        ).append(signal)
                         continue
                 targets.append((signal, target))
                 security = f"TLS ({target.tls_reason})" if target.tls else f"plaintext ({target.tls_reason})"
-                report.info(f"{label} {planned.name} over {target.protocol} -> {mask_url(target.url)} "
-                            f"[{target.source}], {security}")
+                report.info(
+                    f"{label} {planned.name} over {target.protocol} -> {mask_url(target.url)} "
+                    f"[{target.source}], {security}"
+                )
     for error, signals in unbuildable.items():
         report.bad_setting(f"{', '.join(signals)}: {error}")
     return targets
@@ -702,9 +725,13 @@ def _check_grpc(target: _Target, signal: str, timeout: float) -> _Outcome:
     request_type, response_type = getattr(module, prefix + "Request"), getattr(module, prefix + "Response")
     address = urlsplit(target.url).netloc
     try:
-        credentials = grpc.ssl_channel_credentials(
-            _read(target.certificate), _read(target.client_key), _read(target.client_certificate)
-        ) if target.tls else None
+        credentials = (
+            grpc.ssl_channel_credentials(
+                _read(target.certificate), _read(target.client_key), _read(target.client_certificate)
+            )
+            if target.tls
+            else None
+        )
     except OSError as error:
         return _Outcome([signal], False, False, f"cannot read TLS files: {error}")
     channel = grpc.secure_channel(address, credentials) if credentials else grpc.insecure_channel(address)
@@ -823,7 +850,7 @@ def _network_failure(reason: object, timeout: float) -> str:
 
 
 def _list_registry(out: TextIO, registry: Registry, torch: Any | None) -> int:
-    write: Callable[[str], object] = lambda text: out.write(text + "\n")  # noqa: E731
+    write: Callable[[str], object] = lambda text: out.write(text + "\n")  # noqa: E731 - one line, typed
     write(f"TORCH_LOGS names ({_registry_note(registry, torch)})")
     write("")
     write("Components: TORCH_LOGS name -> logger names (= OpenTelemetry instrumentation scopes)")
@@ -876,14 +903,20 @@ def _timeout(raw: str) -> float:
         return parse_seconds("--timeout", raw, MAX_TIMEOUT)
     except SettingsError:
         raise argparse.ArgumentTypeError(
-            f"expected seconds greater than 0 and at most {MAX_TIMEOUT:g}, got {raw!r}") from None
+            f"expected seconds greater than 0 and at most {MAX_TIMEOUT:g}, got {raw!r}"
+        ) from None
 
 
 def _parse_args(argv: Sequence[str], out: TextIO) -> argparse.Namespace:
     parser = _Parser(out)
     parser.add_argument("--list", action="store_true", help="list every TORCH_LOGS component and artifact")
-    parser.add_argument("--timeout", type=_timeout, default=DEFAULT_TIMEOUT, metavar="SECONDS",
-                        help=f"time allowed for the endpoint check (default {DEFAULT_TIMEOUT:g})")
+    parser.add_argument(
+        "--timeout",
+        type=_timeout,
+        default=DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help=f"time allowed for the endpoint check (default {DEFAULT_TIMEOUT:g})",
+    )
     parser.add_argument("--no-check", action="store_true", help="skip the endpoint check (no network)")
     return parser.parse_args(list(argv))
 

@@ -7,7 +7,8 @@ import argparse
 import os
 import re
 import sys
-from typing import IO, Any, BinaryIO, Sequence
+from collections.abc import Sequence
+from typing import IO, Any, BinaryIO
 
 from torch_otel.tools.report import reading
 from torch_otel.tools.report.formatting import clean, exact_size, plural
@@ -36,50 +37,80 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(**kwargs)
         self._out, self._err = out, err
 
-    def _print_message(self, message: str, file: IO[str] | None = None) -> None:
+    def _print_message(self, message: str, file: Any = None) -> None:
         if message:
             (self._err if file is sys.stderr or file is self._err else self._out).write(message)
 
-    def exit(self, status: int = 0, message: str | None = None) -> Any:  # type: ignore[override]
+    def exit(self, status: int = 0, message: str | None = None) -> Any:
         if message:
             self._err.write(message)
         raise _ParserExit(status)
 
-    def error(self, message: str) -> Any:  # type: ignore[override]
+    def error(self, message: str) -> Any:
         self.print_usage(self._err)
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
 _SIZE = re.compile(r"\s*([0-9]{1,20})\s*(|b|kib|kb|k|mib|mb|m|gib|gb|g)\s*", re.IGNORECASE)
-_SIZE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mb": 1 << 20, "mib": 1 << 20,
-               "g": 1 << 30, "gb": 1 << 30, "gib": 1 << 30}
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1 << 10,
+    "kb": 1 << 10,
+    "kib": 1 << 10,
+    "m": 1 << 20,
+    "mb": 1 << 20,
+    "mib": 1 << 20,
+    "g": 1 << 30,
+    "gb": 1 << 30,
+    "gib": 1 << 30,
+}
 
 
 def _size_argument(raw: str) -> int:
     match = _SIZE.fullmatch(raw)
     if match is None or int(match.group(1)) == 0:
-        raise argparse.ArgumentTypeError(f"{raw!r} is not a size: a whole number of bytes, optionally with KiB, MiB "
-                                         f"or GiB (e.g. 256MiB)")
+        raise argparse.ArgumentTypeError(
+            f"{raw!r} is not a size: a whole number of bytes, optionally with KiB, MiB or GiB (e.g. 256MiB)"
+        )
     return int(match.group(1)) * _SIZE_UNITS[match.group(2).lower()]
 
 
 def build_parser(out: IO[str], err: IO[str]) -> argparse.ArgumentParser:
     parser = _Parser(
-        out, err, prog="torch-otel report",
+        out,
+        err,
+        prog="torch-otel report",
         description="Summarise torch.compile telemetry (compiles, recompiles, graph breaks, caches, artifacts) from "
-                    "OTLP JSON Lines files written by torch-otel's file export or an OpenTelemetry Collector file exporter.",
+        "OTLP JSON Lines files written by torch-otel's file export or an OpenTelemetry Collector file exporter.",
     )
     parser.add_argument("files", nargs="+", metavar="FILE", help="OTLP JSON Lines file(s); gzip is fine; - for stdin")
     parser.add_argument("--html", metavar="OUT", help="also write a self-contained HTML report with a timeline")
     parser.add_argument("--no-progress", action="store_true", help="never show the progress line on stderr")
-    parser.add_argument("--progress", action="store_true", help="show the progress line even when stderr is not a terminal")
-    parser.add_argument("--max-line-bytes", type=_size_argument, default=None, metavar="SIZE",
-                        help=f"longest line read, e.g. 256MiB (default: {exact_size(reading.MAX_LINE_BYTES).replace(' ', '')})")
-    parser.add_argument("--max-file-bytes", type=_size_argument, default=None, metavar="SIZE",
-                        help=f"most bytes read of one file, after gzip decompression, e.g. 16GiB (default: "
-                             f"{exact_size(reading.MAX_FILE_BYTES).replace(' ', '')})")
-    parser.add_argument("--width", type=int, default=None,
-                        help=f"cut long reasons to fit this many columns (default: the terminal's, else {DEFAULT_WIDTH}; 0: never)")
+    parser.add_argument(
+        "--progress", action="store_true", help="show the progress line even when stderr is not a terminal"
+    )
+    parser.add_argument(
+        "--max-line-bytes",
+        type=_size_argument,
+        default=None,
+        metavar="SIZE",
+        help=f"longest line read, e.g. 256MiB (default: {exact_size(reading.MAX_LINE_BYTES).replace(' ', '')})",
+    )
+    parser.add_argument(
+        "--max-file-bytes",
+        type=_size_argument,
+        default=None,
+        metavar="SIZE",
+        help=f"most bytes read of one file, after gzip decompression, e.g. 16GiB (default: "
+        f"{exact_size(reading.MAX_FILE_BYTES).replace(' ', '')})",
+    )
+    parser.add_argument(
+        "--width",
+        type=int,
+        default=None,
+        help=f"cut long reasons to fit this many columns (default: the terminal's, else {DEFAULT_WIDTH}; 0: never)",
+    )
     return parser
 
 
@@ -90,8 +121,12 @@ def _isatty(stream: IO[str]) -> bool:
         return False
 
 
-def main(argv: Sequence[str] | None = None, out: IO[str] | None = None, err: IO[str] | None = None,
-         stdin: BinaryIO | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None,
+    out: IO[str] | None = None,
+    err: IO[str] | None = None,
+    stdin: BinaryIO | None = None,
+) -> int:
     """``torch-otel report``: 0 when every line parsed, 1 when some did not or a file went past --max-line-bytes or
     --max-file-bytes (the rest is still reported), 2 when a file cannot be read or the arguments are wrong."""
     out = out if out is not None else sys.stdout
@@ -137,8 +172,10 @@ def main(argv: Sequence[str] | None = None, out: IO[str] | None = None, err: IO[
         err.write(f"torch-otel report: {line_error.path}:{line_error.line}: {clean(line_error.message)}\n")
     if result.error_count:
         shown = f"; the first {len(result.errors)} shown" if result.error_count > len(result.errors) else ""
-        err.write(f"torch-otel report: {plural(result.error_count, 'malformed line')} skipped of {result.report.lines}"
-                  f"{shown}; the other lines are reported\n")
+        err.write(
+            f"torch-otel report: {plural(result.error_count, 'malformed line')} skipped of {result.report.lines}"
+            f"{shown}; the other lines are reported\n"
+        )
     for message in result.limit_errors:
         err.write(f"torch-otel report: {message}\n")
     return EXIT_BAD_LINES if result.error_count or result.limit_errors else EXIT_OK

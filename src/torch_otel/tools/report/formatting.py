@@ -27,7 +27,7 @@ def truncate(text: str, width: int) -> str:
 def truncate_left(text: str, width: int) -> str:
     if width <= 0 or len(text) <= width:
         return text
-    return "…" + text[len(text) - width + 1:]
+    return "…" + text[len(text) - width + 1 :]
 
 
 def format_us(us: float) -> str:
@@ -51,10 +51,8 @@ def location(file: str, line: int | None, width: int = 60) -> str:
     return truncate_left(clean(file), width) + (f":{line}" if line is not None else "")
 
 
-
 def plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
-
 
 
 def human_size(n: float) -> str:

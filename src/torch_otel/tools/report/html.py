@@ -101,7 +101,9 @@ def _bar_title(bar: Bar) -> str:
             lines.append(f"graph break: {text[:TITLE_REASON_CHARS]}")
         elif event.name == catalog.EVENT_RECOMPILE and bar.kind == "app":
             reasons = event.attributes.get(catalog.ATTR_RECOMPILE_REASONS)
-            lines.append(f"recompile {event.attributes.get(catalog.ATTR_COMPILE_ID, '')}: {str(reasons)[:TITLE_REASON_CHARS]}")
+            lines.append(
+                f"recompile {event.attributes.get(catalog.ATTR_COMPILE_ID, '')}: {str(reasons)[:TITLE_REASON_CHARS]}"
+            )
     if span.status_code == 2:
         lines.append(f"ERROR {span.status_message[:TITLE_REASON_CHARS]}")
     lines.append("click for details")
@@ -158,22 +160,36 @@ def _timeline(report: Report, data: list[dict[str, Any]]) -> dict[str, Any]:
             label = span.name
             if bar.kind in ("compile", "recompile", "failed", "backward") and compile_id is not None:
                 label = f"{span.name} {compile_id}"
-            bars.append({
-                "kind": bar.kind, "index": len(data), "label": label, "title": _bar_title(bar),
-                "left": f"{100 * max(0, span.start_ns - lane.start_ns) / duration:.4f}",
-                "width": f"{100 * max(0, span.end_ns - span.start_ns) / duration:.4f}",
-                "top": bar.depth * ROW_PX,
-            })
+            bars.append(
+                {
+                    "kind": bar.kind,
+                    "index": len(data),
+                    "label": label,
+                    "title": _bar_title(bar),
+                    "left": f"{100 * max(0, span.start_ns - lane.start_ns) / duration:.4f}",
+                    "width": f"{100 * max(0, span.end_ns - span.start_ns) / duration:.4f}",
+                    "top": bar.depth * ROW_PX,
+                }
+            )
             data.append(_bar_data(bar, lane))
-        lanes.append({
-            "title": lane.title, "trace_id": lane.trace_id, "process": lane.process, "start": _utc(lane.start_ns),
-            "duration": _ms(duration), "scale": f"{100 * duration / longest:.4f}", "bars": bars,
-            "height": (max((bar.depth for bar in lane.bars), default=0) + 1) * ROW_PX + 2,
-        })
+        lanes.append(
+            {
+                "title": lane.title,
+                "trace_id": lane.trace_id,
+                "process": lane.process,
+                "start": _utc(lane.start_ns),
+                "duration": _ms(duration),
+                "scale": f"{100 * duration / longest:.4f}",
+                "bars": bars,
+                "height": (max((bar.depth for bar in lane.bars), default=0) + 1) * ROW_PX + 2,
+            }
+        )
     notes = []
     if report.lanes_omitted:
-        notes.append(f"{report.lanes_omitted} more traces with compiles are not drawn (the page keeps to "
-                     f"{len(data)} spans); the tables below count them all.")
+        notes.append(
+            f"{report.lanes_omitted} more traces with compiles are not drawn (the page keeps to "
+            f"{len(data)} spans); the tables below count them all."
+        )
     if report.traces_without_compiles:
         n = report.traces_without_compiles
         notes.append(f"{n} trace{'' if n == 1 else 's'} without a compile {'is' if n == 1 else 'are'} not drawn.")
@@ -188,15 +204,18 @@ def _printable(value: Any) -> Any:
     return value
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _environment() -> Any:
     import jinja2
 
     return jinja2.Environment(
         loader=jinja2.PackageLoader("torch_otel.tools.report", "templates"),
         autoescape=jinja2.select_autoescape(enabled_extensions=("html", "j2"), default_for_string=True, default=True),
-        undefined=jinja2.StrictUndefined, finalize=_printable,
-        trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+        undefined=jinja2.StrictUndefined,
+        finalize=_printable,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
     )
 
 
@@ -204,16 +223,31 @@ def render_html(report: Report) -> str:
     data: list[dict[str, Any]] = []
     timeline = _timeline(report, data)
     tables = [
-        {"title": table.title, "headers": table.headers, "numeric": table.numeric, "empty": table.empty,
-         "note": table.note, "rows": [[_page_cell(cell) for cell in row] for row in table.rows]}
-        for table in report_tables(report) if table.rows or not table.optional
+        {
+            "title": table.title,
+            "headers": table.headers,
+            "numeric": table.numeric,
+            "empty": table.empty,
+            "note": table.note,
+            "rows": [[_page_cell(cell) for cell in row] for row in table.rows],
+        }
+        for table in report_tables(report)
+        if table.rows or not table.optional
     ]
     summary = (
         f"{len(report.files)} file(s), {report.lines} lines: {report.span_count} spans ({report.compile_spans} "
         f"torch.compile, {report.backward_spans} backward), {report.log_count} log records, "
         f"{report.point_count} metric points"
     )
-    return _environment().get_template(TEMPLATE).render(
-        summary=summary, files=", ".join(report.files), processes=", ".join(report.processes),
-        timeline=timeline, tables=tables, span_data=script_json(data),
+    return (
+        _environment()
+        .get_template(TEMPLATE)
+        .render(
+            summary=summary,
+            files=", ".join(report.files),
+            processes=", ".join(report.processes),
+            timeline=timeline,
+            tables=tables,
+            span_data=script_json(data),
+        )
     )

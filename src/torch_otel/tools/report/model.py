@@ -13,8 +13,9 @@ import json
 import math
 import re
 from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from torch_otel import catalog
 from torch_otel.tools.report.parsing import Batch, LogRecord, MetricPoint, Process, Span
@@ -34,7 +35,6 @@ CACHE_RESULTS = ("hit", "miss")
 def cache_count_attribute(cache: str, result: str) -> str:
     """The compile span attribute holding ``cache``'s ``result`` count, e.g. pytorch.compile.aotautograd_local_cache_hit_count."""
     return f"{_COMPILE_NS}{cache}_cache_{result}_count"
-
 
 
 @dataclass(frozen=True)
@@ -219,7 +219,7 @@ def _trim_app_span(span: Span) -> Span:
         if isinstance(value, str) and len(value) > APP_SPAN_MAX_VALUE_CHARS:
             value = value[:APP_SPAN_MAX_VALUE_CHARS] + "…"
         elif not isinstance(value, (str, int, float, bool)) and value is not None:
-            value = _text(value)[:APP_SPAN_MAX_VALUE_CHARS]  # type: ignore[index]
+            value = _text(value)[:APP_SPAN_MAX_VALUE_CHARS]  # type: ignore[index]  # _text of a non-None value is a str
         attributes[key] = value
     events = tuple(event for event in span.events if event.name.startswith("pytorch."))
     return dataclasses.replace(span, attributes=attributes, events=events)
@@ -247,7 +247,7 @@ class ReportBuilder:
         self._graph_break_logs: Counter[tuple] = Counter()
         self._limit_logs: list[LogRecord] = []
         self._cache_latest: dict[tuple, tuple[int, float]] = {}  # cumulative streams: (time, value) of the latest
-        self._cache_delta: Counter[tuple[str, str]] = Counter()
+        self._cache_delta: defaultdict[tuple[str, str], float] = defaultdict(float)
 
     # -- input ------------------------------------------------------------------------------------------------
     def add(self, batch: Batch) -> None:
@@ -282,7 +282,8 @@ class ReportBuilder:
         elif event_name == catalog.EVENT_RECOMPILE and compile_id is not None:
             self._recompile_logs.setdefault((record.process, compile_id), record)
         elif event_name == catalog.EVENT_GRAPH_BREAK:
-            self._graph_break_logs[(record.process, compile_id or "", *self._graph_break_fields(attributes))] += 1
+            key = (record.process, compile_id or "", *self._graph_break_fields(attributes))
+            self._graph_break_logs[key] += 1
         elif event_name == catalog.EVENT_RECOMPILE_LIMIT:
             self._limit_logs.append(record)
 
@@ -331,16 +332,28 @@ class ReportBuilder:
         artifacts = tuple(
             ArtifactRow(labels[process], compile_id, tuple(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))))
             for (process, compile_id), counts in sorted(
-                self._artifacts.items(), key=lambda kv: (labels[kv[0][0]], kv[0][1] is None, compile_id_sort_key(kv[0][1]))
+                self._artifacts.items(),
+                key=lambda kv: (labels[kv[0][0]], kv[0][1] is None, compile_id_sort_key(kv[0][1])),
             )
         )
         return Report(
-            files=tuple(self.files), lines=self.lines, span_count=self._span_count, log_count=self._log_count,
-            point_count=self._point_count, compile_spans=len(compiles), backward_spans=len(backwards),
+            files=tuple(self.files),
+            lines=self.lines,
+            span_count=self._span_count,
+            log_count=self._log_count,
+            point_count=self._point_count,
+            compile_spans=len(compiles),
+            backward_spans=len(backwards),
             processes=tuple(sorted(label for label in labels.values() if label)),
-            functions=functions, recompiles=recompiles, limits=limits, graph_breaks=graph_breaks,
-            caches=self._caches(compiles + backwards), artifacts=artifacts,
-            lanes=lanes, lanes_omitted=omitted, traces_without_compiles=without,
+            functions=functions,
+            recompiles=recompiles,
+            limits=limits,
+            graph_breaks=graph_breaks,
+            caches=self._caches(compiles + backwards),
+            artifacts=artifacts,
+            lanes=lanes,
+            lanes_omitted=omitted,
+            traces_without_compiles=without,
         )
 
     @staticmethod
@@ -359,8 +372,9 @@ class ReportBuilder:
             return float(value)
         return max(0, span.end_ns - span.start_ns) / 1000.0
 
-    def _functions(self, compiles: list[Span], backwards: list[Span], by_compile_id: dict, by_span_id: dict,
-                   labels: dict) -> tuple[FunctionRow, ...]:
+    def _functions(
+        self, compiles: list[Span], backwards: list[Span], by_compile_id: dict, by_span_id: dict, labels: dict
+    ) -> tuple[FunctionRow, ...]:
         stats: dict[tuple, dict[str, float]] = defaultdict(lambda: defaultdict(float))
         compile_ids: dict[tuple, set[tuple[str, str]]] = defaultdict(set)
         for span in compiles:
@@ -385,10 +399,24 @@ class ReportBuilder:
             row["backward_total_us"] += self._duration_us(span)
             row["failures"] += span.status_code == 2
         rows = [
-            FunctionRow(function, file, line, int(s["compiles"]), int(s["recompiles"]), int(s["failures"]),
-                        s["total_us"], s["max_us"], int(s["backward_compiles"]), s["backward_total_us"],
-                        tuple(with_process(process, compile_id) for process, compile_id in sorted(
-                            compile_ids[(function, file, line)], key=lambda pc: (pc[0], compile_id_sort_key(pc[1])))))
+            FunctionRow(
+                function,
+                file,
+                line,
+                int(s["compiles"]),
+                int(s["recompiles"]),
+                int(s["failures"]),
+                s["total_us"],
+                s["max_us"],
+                int(s["backward_compiles"]),
+                s["backward_total_us"],
+                tuple(
+                    with_process(process, compile_id)
+                    for process, compile_id in sorted(
+                        compile_ids[(function, file, line)], key=lambda pc: (pc[0], compile_id_sort_key(pc[1]))
+                    )
+                ),
+            )
             for (function, file, line), s in stats.items()
         ]
         rows.sort(key=lambda r: (-(r.total_us + r.backward_total_us), r.function, r.file, r.line or 0))
@@ -423,10 +451,13 @@ class ReportBuilder:
             compile_id = _text(span.attributes.get(catalog.ATTR_COMPILE_ID)) or f"?{span.span_id}"
             event = next((e for e in span.events if e.name == catalog.EVENT_RECOMPILE), None)
             known, app = self._app_span_of(span)
-            merge((span.process, compile_id),
-                  reasons=_reasons(event.attributes.get(catalog.ATTR_RECOMPILE_REASONS)) if event else (),
-                  function=_text(span.attributes.get(catalog.ATTR_CODE_FUNCTION)), time=span.start_ns,
-                  trace=span.trace_id)
+            merge(
+                (span.process, compile_id),
+                reasons=_reasons(event.attributes.get(catalog.ATTR_RECOMPILE_REASONS)) if event else (),
+                function=_text(span.attributes.get(catalog.ATTR_CODE_FUNCTION)),
+                time=span.start_ns,
+                trace=span.trace_id,
+            )
             merge((span.process, compile_id), reasons=_reasons(span.attributes.get(catalog.ATTR_RECOMPILE_REASON)))
             if known:
                 found[(span.process, compile_id)].setdefault("app", app)
@@ -436,22 +467,38 @@ class ReportBuilder:
             for event in span.events:
                 if event.name != catalog.EVENT_RECOMPILE:
                     continue
-                compile_id = _text(event.attributes.get(catalog.ATTR_COMPILE_ID))
-                if compile_id is None:
+                event_compile_id = _text(event.attributes.get(catalog.ATTR_COMPILE_ID))
+                if event_compile_id is None:
                     continue
+                compile_id = event_compile_id
                 key = (span.process, compile_id)
-                merge(key, reasons=_reasons(event.attributes.get(catalog.ATTR_RECOMPILE_REASONS)),
-                      function=_text(event.attributes.get(catalog.ATTR_CODE_FUNCTION)), time=event.time_ns,
-                      trace=span.trace_id)
+                merge(
+                    key,
+                    reasons=_reasons(event.attributes.get(catalog.ATTR_RECOMPILE_REASONS)),
+                    function=_text(event.attributes.get(catalog.ATTR_CODE_FUNCTION)),
+                    time=event.time_ns,
+                    trace=span.trace_id,
+                )
                 if not _is_torch_span(span):
                     found[key].setdefault("app", span.name)
         for key, record in self._recompile_logs.items():  # the log record, for files that hold logs only
-            merge(key, reasons=_reasons(record.attributes.get(catalog.ATTR_RECOMPILE_REASONS)),
-                  function=_text(record.attributes.get(catalog.ATTR_CODE_FUNCTION)), time=record.time_ns,
-                  trace=record.trace_id)
+            merge(
+                key,
+                reasons=_reasons(record.attributes.get(catalog.ATTR_RECOMPILE_REASONS)),
+                function=_text(record.attributes.get(catalog.ATTR_CODE_FUNCTION)),
+                time=record.time_ns,
+                trace=record.trace_id,
+            )
         rows = [
-            RecompileRow(labels[process], compile_id, entry.get("function") or "?", entry.get("reasons") or ("?",),
-                         entry.get("app", "?"), entry.get("trace") or "", entry.get("time") or 0)
+            RecompileRow(
+                labels[process],
+                compile_id,
+                entry.get("function") or "?",
+                entry.get("reasons") or ("?",),
+                entry.get("app", "?"),
+                entry.get("trace") or "",
+                entry.get("time") or 0,
+            )
             for (process, compile_id), entry in found.items()
         ]
         rows.sort(key=lambda r: (r.process, compile_id_sort_key(r.compile_id), r.time_ns))
@@ -464,8 +511,11 @@ class ReportBuilder:
             for event in span.events:
                 if event.name != catalog.EVENT_GRAPH_BREAK:
                     continue
-                compile_id = (_text(event.attributes.get(catalog.ATTR_COMPILE_ID))
-                              or _text(span.attributes.get(catalog.ATTR_COMPILE_ID)) or "")
+                compile_id = (
+                    _text(event.attributes.get(catalog.ATTR_COMPILE_ID))
+                    or _text(span.attributes.get(catalog.ATTR_COMPILE_ID))
+                    or ""
+                )
                 key = (span.process, compile_id, *self._graph_break_fields(event.attributes))
                 from_spans[key] += 1
                 if span.name == catalog.SPAN_COMPILE:
@@ -484,7 +534,9 @@ class ReportBuilder:
 
     def _limits(self, spans: list[Span], by_compile_id: dict, labels: dict) -> tuple[LimitRow, ...]:
         seen: dict[tuple, LimitRow] = {}
-        sources = [(s.process, e.attributes) for s in spans for e in s.events if e.name == catalog.EVENT_RECOMPILE_LIMIT]
+        sources = [
+            (s.process, e.attributes) for s in spans for e in s.events if e.name == catalog.EVENT_RECOMPILE_LIMIT
+        ]
         sources += [(r.process, r.attributes) for r in self._limit_logs]
         for process, attributes in sources:
             compile_id = _text(attributes.get(catalog.ATTR_COMPILE_ID)) or ""
@@ -492,8 +544,13 @@ class ReportBuilder:
             if function is None:
                 compile_span = by_compile_id.get((process, compile_id))
                 function = self._function_of(compile_span)[0] if compile_span is not None else "?"
-            row = LimitRow(labels[process], compile_id, function, _text(attributes.get(catalog.ATTR_LIMIT_TYPE)) or "?",
-                           _text(attributes.get(catalog.ATTR_LIMIT)) or "?")
+            row = LimitRow(
+                labels[process],
+                compile_id,
+                function,
+                _text(attributes.get(catalog.ATTR_LIMIT_TYPE)) or "?",
+                _text(attributes.get(catalog.ATTR_LIMIT)) or "?",
+            )
             seen.setdefault((process, compile_id, row.function, row.limit_type), row)
         return tuple(sorted(seen.values(), key=lambda r: (r.process, compile_id_sort_key(r.compile_id))))
 
@@ -502,16 +559,21 @@ class ReportBuilder:
         for span in compile_spans:
             for cache in catalog.CACHES:
                 for result in CACHE_RESULTS:
-                    value = _int_value(span.attributes.get(cache_count_attribute(cache, result)))
-                    if value is not None:
-                        from_spans[(cache, result)] = from_spans.get((cache, result), 0) + value
+                    count = _int_value(span.attributes.get(cache_count_attribute(cache, result)))
+                    if count is not None:
+                        from_spans[(cache, result)] = from_spans.get((cache, result), 0) + count
         from_metric: dict[tuple[str, str], float] = dict(self._cache_delta)
         for (_, _, cache, result, _), (_, value) in self._cache_latest.items():
             from_metric[(cache, result)] = from_metric.get((cache, result), 0.0) + value
         names = list(catalog.CACHES) + sorted({cache for cache, _ in from_metric} - set(catalog.CACHES))
         return tuple(
-            CacheRow(cache, from_spans.get((cache, "hit")), from_spans.get((cache, "miss")),
-                     from_metric.get((cache, "hit")), from_metric.get((cache, "miss")))
+            CacheRow(
+                cache,
+                from_spans.get((cache, "hit")),
+                from_spans.get((cache, "miss")),
+                from_metric.get((cache, "hit")),
+                from_metric.get((cache, "miss")),
+            )
             for cache in names
         )
 
@@ -520,7 +582,8 @@ class ReportBuilder:
         for span in spans:
             traces[span.trace_id].append(span)
         with_compiles = [
-            trace_spans for trace_spans in traces.values()
+            trace_spans
+            for trace_spans in traces.values()
             if any(s.name in (catalog.SPAN_COMPILE, catalog.SPAN_BACKWARD_COMPILE) for s in trace_spans)
         ]
         with_compiles.sort(key=lambda trace_spans: min(s.start_ns for s in trace_spans))
@@ -540,13 +603,20 @@ class ReportBuilder:
             bars.sort(key=lambda bar: (bar.depth, bar.span.start_ns))
             bars_used += len(bars)
             first = trace_spans[0]
-            lanes.append(Lane(first.trace_id, labels[first.process], min(s.start_ns for s in trace_spans),
-                              max(max(s.end_ns, s.start_ns) for s in trace_spans), tuple(bars)))
+            lanes.append(
+                Lane(
+                    first.trace_id,
+                    labels[first.process],
+                    min(s.start_ns for s in trace_spans),
+                    max(max(s.end_ns, s.start_ns) for s in trace_spans),
+                    tuple(bars),
+                )
+            )
         return tuple(lanes), len(with_compiles) - len(lanes), len(traces) - len(with_compiles)
 
 
 def _process_labels(processes: Iterable[Process]) -> dict[Process, str]:
-    """"" for every process when the input holds one; otherwise short distinct labels (rank 0, trainer#2, ...)."""
+    """ "" for every process when the input holds one; otherwise short distinct labels (rank 0, trainer#2, ...)."""
     processes = sorted(set(processes))
     if len(processes) <= 1:
         return {process: "" for process in processes}

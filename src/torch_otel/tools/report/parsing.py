@@ -17,8 +17,9 @@ import json
 import math
 import re
 import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from torch_otel import catalog
 
@@ -105,7 +106,9 @@ _INT64_MIN, _UINT64_MAX = -(2**63), 2**64 - 1
 _CUT_TOKEN = re.compile(r"[-+.eE0-9]*|t(r(u)?)?|f(a(l(se?)?)?)?|n(u(l)?)?|N(a)?|-?I(n(f(i(n(i(ty?)?)?)?)?)?)?")
 _STATUS_CODES = {"STATUS_CODE_UNSET": 0, "STATUS_CODE_OK": 1, "STATUS_CODE_ERROR": 2}
 _TEMPORALITIES = {
-    "AGGREGATION_TEMPORALITY_UNSPECIFIED": 0, "AGGREGATION_TEMPORALITY_DELTA": 1, "AGGREGATION_TEMPORALITY_CUMULATIVE": 2,
+    "AGGREGATION_TEMPORALITY_UNSPECIFIED": 0,
+    "AGGREGATION_TEMPORALITY_DELTA": 1,
+    "AGGREGATION_TEMPORALITY_CUMULATIVE": 2,
 }
 _METRIC_KINDS = ("sum", "gauge", "histogram", "exponentialHistogram", "summary")
 
@@ -270,8 +273,13 @@ def _span(raw: Any, process: Process, scope: str) -> Span:
     for i, event in enumerate(_list(raw.get("events"), "events")):
         try:
             event = _obj(event, "")
-            events.append(SpanEvent(_str(event.get("name"), "name"), _int64(event.get("timeUnixNano"), "timeUnixNano"),
-                                    _attributes(event.get("attributes"))))
+            events.append(
+                SpanEvent(
+                    _str(event.get("name"), "name"),
+                    _int64(event.get("timeUnixNano"), "timeUnixNano"),
+                    _attributes(event.get("attributes")),
+                )
+            )
         except ReportParseError as error:
             raise error.within(f"events[{i}]") from None
     links = []
@@ -306,7 +314,9 @@ def _span(raw: Any, process: Process, scope: str) -> Span:
 
 def _log(raw: Any, process: Process, scope: str) -> LogRecord:
     raw = _obj(raw, "")
-    time_ns = _int64(raw.get("timeUnixNano"), "timeUnixNano") or _int64(raw.get("observedTimeUnixNano"), "observedTimeUnixNano")
+    time_ns = _int64(raw.get("timeUnixNano"), "timeUnixNano") or _int64(
+        raw.get("observedTimeUnixNano"), "observedTimeUnixNano"
+    )
     return LogRecord(
         event_name=_str(raw.get("eventName"), "eventName"),
         time_ns=time_ns,
@@ -332,15 +342,26 @@ def _points(raw: Any, process: Process, scope: str) -> list[MetricPoint]:
                 try:
                     point = _obj(point, "")
                     if kind in ("sum", "gauge"):
-                        value = (_double(point["asDouble"], "asDouble") if point.get("asDouble") is not None
-                                 else float(_int64(point.get("asInt"), "asInt")))
+                        value = (
+                            _double(point["asDouble"], "asDouble")
+                            if point.get("asDouble") is not None
+                            else float(_int64(point.get("asInt"), "asInt"))
+                        )
                     else:
                         value = _double(point.get("sum"), "sum")
-                    points.append(MetricPoint(
-                        name, kind, _attributes(point.get("attributes")), value,
-                        _int64(point.get("startTimeUnixNano"), "startTimeUnixNano"),
-                        _int64(point.get("timeUnixNano"), "timeUnixNano"), temporality, process, scope,
-                    ))
+                    points.append(
+                        MetricPoint(
+                            name,
+                            kind,
+                            _attributes(point.get("attributes")),
+                            value,
+                            _int64(point.get("startTimeUnixNano"), "startTimeUnixNano"),
+                            _int64(point.get("timeUnixNano"), "timeUnixNano"),
+                            temporality,
+                            process,
+                            scope,
+                        )
+                    )
                 except ReportParseError as error:
                     raise error.within(f"dataPoints[{i}]") from None
         except ReportParseError as error:
@@ -364,7 +385,9 @@ def _decode_json(text: str) -> Any:
         # A line cut short ends inside a string, or fails at its very end, or on the start of a number or literal
         # it cut ("0." of "0.5", "tr" of "true"); garbage, or a line damaged in the middle, fails before that.
         if error.msg.startswith("Unterminated string") or _CUT_TOKEN.fullmatch(text, error.pos):
-            raise ReportParseError(f"truncated JSON: the line ends inside a value (after {len(text)} characters)") from None
+            raise ReportParseError(
+                f"truncated JSON: the line ends inside a value (after {len(text)} characters)"
+            ) from None
         raise ReportParseError(f"invalid JSON at column {error.colno}: {error.msg}") from None
     except ValueError as error:  # e.g. an integer literal longer than Python converts
         raise ReportParseError(f"invalid JSON: {error}") from None
@@ -415,4 +438,3 @@ def parse_line(line: str | bytes) -> Batch:
             except ReportParseError as error:
                 raise error.within(f"{signal}[{r}]") from None
     return batch
-

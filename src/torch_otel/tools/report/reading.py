@@ -13,8 +13,9 @@ import gzip
 import os
 import sys
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import IO, Any, BinaryIO, Iterator, Sequence
+from typing import IO, Any, BinaryIO
 
 from torch_otel.tools.report.formatting import (
     clean,
@@ -60,10 +61,11 @@ class ReadResult:
 
 
 class Progress:
-    """"reading ... 42%" on a terminal, by bytes read; silent unless enabled, and for the first half second."""
+    """ "reading ... 42%" on a terminal, by bytes read; silent unless enabled, and for the first half second."""
 
-    def __init__(self, stream: IO[str] | None, total_bytes: int, enabled: bool, interval: float = 0.25,
-                 delay: float = 0.5) -> None:
+    def __init__(
+        self, stream: IO[str] | None, total_bytes: int, enabled: bool, interval: float = 0.25, delay: float = 0.5
+    ) -> None:
         self.stream = stream
         self.total = total_bytes
         self.enabled = enabled and stream is not None
@@ -83,8 +85,8 @@ class Progress:
         percent = f" {100 * done_bytes / self.total:3.0f}%" if self.total else ""
         text = f"torch-otel report: reading {truncate_left(clean(os.path.basename(path)), 40)}{percent} ({human_size(done_bytes)}"
         text += f" of {human_size(self.total)})" if self.total else ")"
-        self.stream.write("\r" + text.ljust(self.shown))  # type: ignore[union-attr]
-        self.stream.flush()  # type: ignore[union-attr]
+        self.stream.write("\r" + text.ljust(self.shown))  # type: ignore[union-attr]  # shown only with a stream
+        self.stream.flush()  # type: ignore[union-attr]  # shown only with a stream
         self.shown = len(text)
 
     def close(self) -> None:
@@ -92,7 +94,6 @@ class Progress:
             self.stream.write("\r" + " " * self.shown + "\r")
             self.stream.flush()
             self.shown = 0
-
 
 
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -120,7 +121,6 @@ def check_input(path: str) -> None:
         raise ReportInputError(f"{path}: zstd-compressed; decompress it first (zstd -d {path})")
 
 
-
 class _LimitHit(Exception):
     """Reading one file went past MAX_LINE_BYTES (``which == "line"``) or MAX_FILE_BYTES (``"file"``) in ``line``."""
 
@@ -133,13 +133,17 @@ class _LimitHit(Exception):
         before = f"the {plural(self.line - 1, 'line')} before it are reported"
         inflated = ", counted after gzip decompression" if self.compressed else ""
         if self.which == "line":
-            return (f"{clean(path)}: line {self.line} is longer than {exact_size(self.limit)}, the limit on one line "
-                    f"(--max-line-bytes{inflated}); reading of this file stopped there and {before}. With its default "
-                    f"settings torch-otel writes lines of a few MiB, so this is likely not an OTLP JSON Lines file, or "
-                    f"a damaged one; if its lines are really that long, pass a larger --max-line-bytes")
-        return (f"{clean(path)}: the file is longer than {exact_size(self.limit)}, the limit on one file "
-                f"(--max-file-bytes{inflated}); reading of this file stopped in line {self.line} and {before}. To "
-                f"read all of it, pass a larger --max-file-bytes")
+            return (
+                f"{clean(path)}: line {self.line} is longer than {exact_size(self.limit)}, the limit on one line "
+                f"(--max-line-bytes{inflated}); reading of this file stopped there and {before}. With its default "
+                f"settings torch-otel writes lines of a few MiB, so this is likely not an OTLP JSON Lines file, or "
+                f"a damaged one; if its lines are really that long, pass a larger --max-line-bytes"
+            )
+        return (
+            f"{clean(path)}: the file is longer than {exact_size(self.limit)}, the limit on one file "
+            f"(--max-file-bytes{inflated}); reading of this file stopped in line {self.line} and {before}. To "
+            f"read all of it, pass a larger --max-file-bytes"
+        )
 
 
 _BLANK = frozenset(b" \t\n\r\x0b\x0c")  # what bytes.strip() removes
@@ -152,7 +156,7 @@ def _skip_blank(data: bytes, pos: int, end: int) -> int:
         return pos
     window = 64
     while pos < end:
-        piece = data[pos:min(pos + window, end)]
+        piece = data[pos : min(pos + window, end)]
         rest = piece.lstrip()
         if rest:
             return pos + len(piece) - len(rest)
@@ -161,8 +165,9 @@ def _skip_blank(data: bytes, pos: int, end: int) -> int:
     return end
 
 
-def _iter_lines(path: str, stdin: BinaryIO | None, max_line: int | None = None,
-                max_file: int | None = None) -> Iterator[tuple[int, bytes | None, int]]:
+def _iter_lines(
+    path: str, stdin: BinaryIO | None, max_line: int | None = None, max_file: int | None = None
+) -> Iterator[tuple[int, bytes | None, int]]:
     """``(line number, line, bytes of the file read so far)`` for each line that is not blank, newline removed, and
     ``(lines so far, None, bytes read so far)`` after each chunk read and at the end, so that progress moves on
     through long runs of blank lines and through long lines; the last number is the file's count of lines.
@@ -238,8 +243,13 @@ def _iter_lines(path: str, stdin: BinaryIO | None, max_line: int | None = None,
         yield lines, None, position
 
 
-def read_files(paths: Sequence[str], progress: Progress | None = None, stdin: BinaryIO | None = None,
-               max_line_bytes: int | None = None, max_file_bytes: int | None = None) -> ReadResult:
+def read_files(
+    paths: Sequence[str],
+    progress: Progress | None = None,
+    stdin: BinaryIO | None = None,
+    max_line_bytes: int | None = None,
+    max_file_bytes: int | None = None,
+) -> ReadResult:
     """Stream ``paths`` through parse_line and a ReportBuilder. Lines that do not parse are counted (the first
     MAX_ERRORS_SHOWN kept) and skipped; the rest is reported. A file past ``max_line_bytes`` or ``max_file_bytes``
     (default MAX_LINE_BYTES, MAX_FILE_BYTES) is read
@@ -261,7 +271,8 @@ def read_files(paths: Sequence[str], progress: Progress | None = None, stdin: Bi
                             batch = parse_line(raw)
                         except MemoryError:  # a long line of tiny JSON values takes many times its size
                             raise ReportParseError(
-                                f"too large to parse in the memory available ({human_size(len(raw))} line)") from None
+                                f"too large to parse in the memory available ({human_size(len(raw))} line)"
+                            ) from None
                         builder.add(batch)
                     except ReportParseError as error:
                         error_count += 1

@@ -65,57 +65,114 @@ def _has_counts(row: CacheRow) -> bool:
 
 def _artifacts(counts: tuple[tuple[str, int], ...]) -> str:
     prefix = catalog.ARTIFACT_EVENT_PREFIX
-    return ", ".join(f"{name[len(prefix):] if name.startswith(prefix) else name} {n}" for name, n in counts)
+    return ", ".join(f"{name[len(prefix) :] if name.startswith(prefix) else name} {n}" for name, n in counts)
 
 
 def report_tables(report: Report) -> tuple[Table, ...]:
     """The six tables, in the order both views show them."""
     return (
         Table(
-            "functions", "Compiles per function",
-            ("function", "location", "compiles", "recompiles", "failed", "total", "max", "backward", "backward total",
-             "compile ids"),
-            tuple((r.function, Location(r.file, r.line), str(r.compiles), str(r.recompiles), str(r.failures),
-                   format_us(r.total_us), format_us(r.max_us), str(r.backward_compiles),
-                   format_us(r.backward_total_us) if r.backward_compiles else "-", ", ".join(r.compile_ids))
-                  for r in report.functions),
-            numeric=(2, 3, 4, 5, 6, 7, 8), empty="No torch.compile spans in the input.",
+            "functions",
+            "Compiles per function",
+            (
+                "function",
+                "location",
+                "compiles",
+                "recompiles",
+                "failed",
+                "total",
+                "max",
+                "backward",
+                "backward total",
+                "compile ids",
+            ),
+            tuple(
+                (
+                    r.function,
+                    Location(r.file, r.line),
+                    str(r.compiles),
+                    str(r.recompiles),
+                    str(r.failures),
+                    format_us(r.total_us),
+                    format_us(r.max_us),
+                    str(r.backward_compiles),
+                    format_us(r.backward_total_us) if r.backward_compiles else "-",
+                    ", ".join(r.compile_ids),
+                )
+                for r in report.functions
+            ),
+            numeric=(2, 3, 4, 5, 6, 7, 8),
+            empty="No torch.compile spans in the input.",
         ),
         Table(
-            "recompiles", "Recompiles",
+            "recompiles",
+            "Recompiles",
             ("compile id", "function", "triggered by", "trace id", "reasons"),
-            tuple((with_process(r.process, r.compile_id), r.function,
-                   "(no app span)" if r.app_span is None else r.app_span, r.trace_id or "?", Reasons(r.reasons))
-                  for r in report.recompiles),
+            tuple(
+                (
+                    with_process(r.process, r.compile_id),
+                    r.function,
+                    "(no app span)" if r.app_span is None else r.app_span,
+                    r.trace_id or "?",
+                    Reasons(r.reasons),
+                )
+                for r in report.recompiles
+            ),
             empty="No recompiles.",
         ),
         Table(
-            "limits", "Recompile limits hit",
+            "limits",
+            "Recompile limits hit",
             ("compile id", "function", "limit", "value"),
             tuple((with_process(r.process, r.compile_id), r.function, r.limit_type, r.limit) for r in report.limits),
             optional=True,
         ),
         Table(
-            "graph_breaks", "Graph breaks",
+            "graph_breaks",
+            "Graph breaks",
             ("compile id", "function", "user location", "count", "reason"),
-            tuple((with_process(r.process, r.compile_id), r.function, Location(r.file, r.line), str(r.count),
-                   Reason(r.reason)) for r in report.graph_breaks),
-            numeric=(3,), empty="No graph breaks.",
+            tuple(
+                (
+                    with_process(r.process, r.compile_id),
+                    r.function,
+                    Location(r.file, r.line),
+                    str(r.count),
+                    Reason(r.reason),
+                )
+                for r in report.graph_breaks
+            ),
+            numeric=(3,),
+            empty="No graph breaks.",
         ),
         Table(
-            "cache", "Cache",
+            "cache",
+            "Cache",
             ("cache", "hits (spans)", "misses (spans)", "hits (metric)", "misses (metric)"),
-            tuple((r.cache, format_count(r.span_hits), format_count(r.span_misses), format_count(r.metric_hits),
-                   format_count(r.metric_misses)) for r in report.caches if _has_counts(r)),
-            numeric=(1, 2, 3, 4), empty="No cache counts in the input.",
+            tuple(
+                (
+                    r.cache,
+                    format_count(r.span_hits),
+                    format_count(r.span_misses),
+                    format_count(r.metric_hits),
+                    format_count(r.metric_misses),
+                )
+                for r in report.caches
+                if _has_counts(r)
+            ),
+            numeric=(1, 2, 3, 4),
+            empty="No cache counts in the input.",
             note=f"spans: the compile spans' pytorch.compile.*_cache_hit_count / _miss_count, summed; "
-                 f"metric: {catalog.METRIC_CACHE_LOOKUPS} (latest value of each cumulative stream, delta points summed).",
+            f"metric: {catalog.METRIC_CACHE_LOOKUPS} (latest value of each cumulative stream, delta points summed).",
         ),
         Table(
-            "artifacts", f"Artifacts per compile id ({catalog.ARTIFACT_EVENT_PREFIX}* log records)",
+            "artifacts",
+            f"Artifacts per compile id ({catalog.ARTIFACT_EVENT_PREFIX}* log records)",
             ("compile id", "records", "by artifact"),
-            tuple((with_process(r.process, r.compile_id or "(none)"), str(r.total), _artifacts(r.counts))
-                  for r in report.artifacts),
-            numeric=(1,), empty="No artifact log records.",
+            tuple(
+                (with_process(r.process, r.compile_id or "(none)"), str(r.total), _artifacts(r.counts))
+                for r in report.artifacts
+            ),
+            numeric=(1,),
+            empty="No artifact log records.",
         ),
     )

@@ -4,8 +4,8 @@ control character."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 from torch_otel import catalog
 from torch_otel.tools.report.formatting import clean, location, plural, truncate
@@ -40,10 +40,14 @@ _LAYOUTS = {
     "functions": _Layout("(no torch.compile spans in the input)", caps={0: NAME_CAP}),
     "recompiles": _Layout(caps={0: 24, 1: NAME_CAP, 2: 32}, headers={4: "reason"}),
     "graph_breaks": _Layout(caps={0: 24, 1: NAME_CAP, 2: PATH_CAP}),
-    "cache": _Layout("(no cache counts in the input)", flex=0, notes=(
-        "spans: the compile spans' pytorch.compile.<cache>_cache_hit_count / _miss_count, summed",
-        f"metric: {catalog.METRIC_CACHE_LOOKUPS}, latest value of each cumulative stream (delta points summed)",
-    )),
+    "cache": _Layout(
+        "(no cache counts in the input)",
+        flex=0,
+        notes=(
+            "spans: the compile spans' pytorch.compile.<cache>_cache_hit_count / _miss_count, summed",
+            f"metric: {catalog.METRIC_CACHE_LOOKUPS}, latest value of each cumulative stream (delta points summed)",
+        ),
+    ),
     "artifacts": _Layout(caps={0: 24}),
 }
 
@@ -58,8 +62,14 @@ def _cell(cell: Cell, path_width: int) -> str:
     return cell
 
 
-def _columns(headers: Sequence[str], rows: Sequence[Sequence[str]], width: int, flex: int = -1,
-             right: Sequence[int] = (), caps: Mapping[int, int] | None = None) -> list[str]:
+def _columns(
+    headers: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    width: int,
+    flex: int = -1,
+    right: Sequence[int] = (),
+    caps: Mapping[int, int] | None = None,
+) -> list[str]:
     """Aligned columns. Columns in ``caps`` are cut to their cap; when the table is still wider than ``width`` the
     ``flex`` column (the reason, usually) is cut too, down to MIN_FLEX_WIDTH. ``width`` 0: nothing is cut."""
     cells = [[clean(c) for c in row] for row in rows]
@@ -84,8 +94,11 @@ def _columns(headers: Sequence[str], rows: Sequence[Sequence[str]], width: int, 
 
 def _section(table: Table, width: int, path_width: int) -> list[str]:
     if table.key == "limits":  # a sentence each, under the recompiles
-        return [f"  recompile limit hit: {clean(function)} ({compile_id}): {clean(limit_type)} = {clean(limit)}; "
-                f"it now runs without compiling" for compile_id, function, limit_type, limit in table.rows]
+        return [
+            f"  recompile limit hit: {clean(function)} ({compile_id}): {clean(limit_type)} = {clean(limit)}; "
+            f"it now runs without compiling"
+            for compile_id, function, limit_type, limit in table.rows
+        ]
     layout = _LAYOUTS[table.key]
     out = ["", table.title]
     if not table.rows:
