@@ -11,6 +11,7 @@ import shutil
 import sys
 
 import pytest
+from torch.utils._traceback import shorten_filename
 import torch
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -117,7 +118,7 @@ def test_known_directories_with_spaces_and_unicode_in_every_form(tmp_path, monke
         texts = [
             f'File "{source}", line 2, in step',  # absolute, as in a stack trace
             "# return x * 2  # secret dir ü MARKERDIR/train.py:2 in step",  # relative to the working directory
-            f"# {str(source)[2:]}:2 in step",  # as torch.utils._traceback.shorten_filename cuts it
+            f"# {shorten_filename(str(source))}:2 in step",  # as torch prints it in guards bodies
             f"cwd {secret}, package {secret / 'pkg'}",  # bare directories
             json.dumps({"file": str(source)}),  # JSON, non-ASCII escaped
         ]

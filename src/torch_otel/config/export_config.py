@@ -18,7 +18,14 @@ from typing import Any
 from urllib.parse import unquote
 
 from torch_otel import environment_variables as env
-from torch_otel.config.settings import SettingsError, check_endpoint, parse_bool, parse_file_path, parse_number
+from torch_otel.config.settings import (
+    SettingsError,
+    check_endpoint,
+    parse_bool,
+    parse_file_path,
+    parse_number,
+    parse_seconds,
+)
 
 
 def default_path(directory: str | os.PathLike[str] = ".") -> Path:
@@ -191,10 +198,7 @@ def parse_otlp_timeout(variable: str, raw: str) -> float:
         f"a number of seconds greater than 0 and at most {OTLP_TIMEOUT_MAX:g} (e.g. 10 or 2.5; the Python "
         "exporters read seconds, not milliseconds)"
     )
-    seconds = parse_number(variable, raw, 0, OTLP_TIMEOUT_MAX, valid, decimal=True)
-    if seconds <= 0:
-        raise SettingsError(variable, raw, valid)
-    return seconds
+    return parse_seconds(variable, raw, OTLP_TIMEOUT_MAX, valid)
 
 
 def _check_tls_file(variable: str, path: str) -> None:
