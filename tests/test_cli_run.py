@@ -96,3 +96,16 @@ def test_examples_run_and_export(collector, otlp_sink, example, event):
     assert "Jaeger" in run.stdout
     otlp_sink.wait_for(lambda s: any(r.event_name == event for r in s.log_records()))
     otlp_sink.wait_for(lambda s: any(span.name == "torch.compile" for span in s.spans()))
+
+
+def test_a_user_module_in_torch_logs_is_found_beside_the_script(tmp_path):
+    """TORCH_LOGS=my_model names a module next to the script, which torch finds on the program's sys.path; the
+    check before the program starts looks there too (the command's own sys.path does not hold that folder)."""
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "my_model.py").write_text("import logging\nlog = logging.getLogger('my_model')\n")
+    (tmp_path / "sub" / "main.py").write_text("import torch, my_model\nmy_model.log.info('hello from my_model')\n")
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TORCH_"))}
+    run = run_child([str(BIN / "torch-otel"), "run", "--", sys.executable, "sub/main.py"],
+                    {**base, **QUIET_OTEL, "TORCH_LOGS": "my_model"}, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "hello from my_model" in run.stderr

@@ -81,3 +81,34 @@ def test_a_full_disk_is_one_line_and_a_counted_loss(tmp_path):
     assert len([line for line in lines if "cannot write to /dev/full (No space left on device)" in line]) == 1
     (loss,) = [line for line in lines if "not delivered (failed" in line]
     assert re.search(r"\b\d+ spans\b", loss) and "metric export" in loss
+
+
+def test_a_lone_surrogate_costs_one_character_not_the_batch(tmp_path):
+    """A message holding a lone surrogate (an undecodable file name, say) is exported with it replaced; before,
+    the whole export request holding it was rejected and its neighbours were lost with it."""
+    script = (
+        "import logging, torch\n"
+        "log = logging.getLogger('torch._dynamo')\n"
+        "log.warning('before'); log.warning('bad \\udcff surrogate'); log.warning('after')\n"
+    )
+    target = tmp_path / "run.jsonl"
+    run = run_child([str(BIN / "torch-otel"), "run", "--", sys.executable, "-c", script],
+                    unconfigured_env(TORCH_OTEL_FILE=str(target)), cwd=tmp_path)
+    assert run.returncode == 0 and "not delivered" not in run.stderr, run.stderr[-2000:]
+    bodies = [r["body"]["stringValue"] for request in lines_by_signal(target)["resourceLogs"]
+              for rl in request["resourceLogs"] for sl in rl["scopeLogs"] for r in sl["logRecords"]]
+    assert ["before", "bad ? surrogate", "after"] == [b for b in bodies if b in ("before", "after") or "surrogate" in b]
+
+
+def test_a_read_only_working_directory_moves_the_default_file_to_the_temporary_folder(monkeypatch):
+    """A container's read-only working directory must not stop the program: the embedded default goes to the
+    temporary folder instead (and `torch-otel run` announces where)."""
+    import tempfile
+
+    from torch_otel.config import export_config
+
+    real_access = os.access
+    monkeypatch.setattr(export_config.os, "access", lambda path, mode: False if path == "." else real_access(path, mode))
+    plan = export_config.export_plan({})
+    assert plan.file_path is not None and str(plan.file_path.parent) == tempfile.gettempdir()
+    assert plan.file_path.name.startswith("torch-otel-")

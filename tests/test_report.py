@@ -971,3 +971,13 @@ def test_every_prefix_of_a_real_line_parses_or_says_why(real_run: RealRun):
         assert outcomes == {"truncated JSON": len(line) - 1}, signal  # every cut is named as one
         assert parse_line(line[:0]) == report.Batch()  # a blank line is no error
         assert parse_line(line) != report.Batch()
+
+
+def test_a_closed_stdout_is_no_traceback(tmp_path):
+    """`torch-otel report FILE --html OUT >&-`: the terminal view goes nowhere, the page is still written."""
+    page = tmp_path / "page.html"
+    done = subprocess.run([str(Path(sys.executable).parent / "torch-otel"), "report",
+                           str(DATA / "collector_traces.jsonl"), "--html", str(page)],
+                          preexec_fn=lambda: os.close(1), capture_output=False, stderr=subprocess.PIPE, text=True)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert page.stat().st_size > 0

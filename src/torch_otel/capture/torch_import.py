@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+from collections.abc import Sequence
 from types import ModuleType
 
 from torch_otel.capture.torch_logs import (
@@ -33,19 +34,26 @@ def import_torch_checked() -> None:
     init_logs()
 
 
-def check_torch_logs(raw: str | None) -> None:
+def check_torch_logs(raw: str | None, program_path: Sequence[str] = ()) -> None:
     """Raise ``TorchLogsError`` if torch would reject TORCH_LOGS, without importing torch when the value is valid
     for the registry snapshot. Otherwise the installed torch decides (its registry can have names the snapshot
-    lacks), at the cost of importing it here, with TORCH_LOGS held back."""
+    lacks), at the cost of importing it here, with TORCH_LOGS held back. User modules named in TORCH_LOGS are
+    looked for on ``program_path`` too: the folders the program will have on its ``sys.path`` and this process
+    lacks (its script's folder)."""
     if raw is None:
         return
+    saved = list(sys.path)
+    sys.path[:0] = [entry for entry in program_path if entry not in sys.path]
     try:
-        parse_torch_logs(raw, snapshot_registry())
-    except TorchLogsError:
-        if importlib.util.find_spec("torch") is None:
-            raise
-        import_torch_with_logs_held()
-        parse_torch_logs(raw)
+        try:
+            parse_torch_logs(raw, snapshot_registry())
+        except TorchLogsError:
+            if importlib.util.find_spec("torch") is None:
+                raise
+            import_torch_with_logs_held()
+            parse_torch_logs(raw)
+    finally:
+        sys.path[:] = saved
 
 
 def import_torch_with_logs_held() -> ModuleType:

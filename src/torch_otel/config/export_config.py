@@ -11,6 +11,7 @@ import importlib.metadata
 import importlib.util
 import os
 import re
+import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,12 @@ from torch_otel.config.settings import (
     parse_number,
     parse_seconds,
 )
+
+
+def _writable_folder() -> str:
+    """Where the embedded default goes when TORCH_OTEL_FILE is not set: the working directory, or the temporary
+    folder where the working directory is read-only (a container's), so a default never stops a program."""
+    return "." if os.access(".", os.W_OK) else tempfile.gettempdir()
 
 
 def default_path(directory: str | os.PathLike[str] = ".") -> Path:
@@ -297,7 +304,7 @@ def export_plan(environ: Mapping[str, str] | None = None, problems: list[Setting
             f"at least {batch}, the SDK's default span batch (or set OTEL_BSP_MAX_EXPORT_BATCH_SIZE lower)",
         )
     if nothing_configured(environ):
-        raw_file = environ.get(env.TORCH_OTEL_FILE) or str(default_path())
+        raw_file = environ.get(env.TORCH_OTEL_FILE) or str(default_path(_writable_folder()))
         file_path = check(parse_file_path, env.TORCH_OTEL_FILE, raw_file) or Path(raw_file)
         return ExportPlan({signal: (PlannedExporter("file", "file"),) for signal in SIGNALS}, protocols, file_path)
     return ExportPlan(exporters, protocols)

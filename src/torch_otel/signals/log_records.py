@@ -13,6 +13,18 @@ from torch_otel.capture.log_handler import QueuedRecord
 from torch_otel.signals.redaction import Redactor
 
 
+def valid_utf8(text: str) -> str:
+    """``text`` with lone surrogates (from undecodable file names or bytes) replaced by ``?``: OTLP strings must be
+    UTF-8, and one invalid string makes a collector (or protobuf) reject the whole request it is in."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace").decode("utf-8")
+    return text
+
+
 def cap_body(message: str, max_bytes: int) -> tuple[str, int | None]:
     """Cut ``message`` to at most ``max_bytes`` of UTF-8; returns the body and the original size if it was cut."""
     if len(message) * 4 <= max_bytes:
@@ -127,7 +139,8 @@ class LogRecordConverter:
         trace_event = None
         if item.component.alias == catalog.STRUCTURED_TRACE_COMPONENT:
             trace_event, message, metadata = structured_trace_fields(item.trace_extras)
-            attributes[catalog.ATTR_TRACE_METADATA] = cap_body(self._redactor.text(metadata), self._max_body_bytes)[0]
+            metadata = valid_utf8(self._redactor.text(metadata))
+            attributes[catalog.ATTR_TRACE_METADATA] = cap_body(metadata, self._max_body_bytes)[0]
         key = (item.component, item.name, item.levelno, item.pathname, item.lineno, item.func_name, trace_event)
         site = self._sites.get(key) or self._site(key, item.levelname)
         if self._redactor.active:
@@ -135,8 +148,9 @@ class LogRecordConverter:
             if code_removed:
                 attributes[catalog.ATTR_REDACTED] = True
         if item.exception is not None:
-            attributes.update(exception_attributes(item.exception, self._redactor.text))
-        body, original_size = cap_body(message, self._max_body_bytes)
+            redact = self._redactor.text
+            attributes.update(exception_attributes(item.exception, lambda text: valid_utf8(redact(text))))
+        body, original_size = cap_body(valid_utf8(message), self._max_body_bytes)
         original_size = getattr(item.message, "original_size", original_size)  # cut when queued
         if original_size is not None:
             self.truncated += 1
@@ -149,7 +163,7 @@ class LogRecordConverter:
         attributes: dict[str, Any] = {
             catalog.ATTR_COMPONENT: component.alias,
             catalog.ATTR_LOGGER: logger_name,
-            catalog.ATTR_CODE_FILE: self._redactor.path(pathname),
+            catalog.ATTR_CODE_FILE: valid_utf8(self._redactor.path(pathname)),
             catalog.ATTR_CODE_LINE: lineno,
             catalog.ATTR_CODE_FUNCTION: func_name,
         }

@@ -29,6 +29,15 @@ def child_environment(environ: dict[str, str]) -> dict[str, str]:
     return env
 
 
+def program_search_path(command: Sequence[str]) -> list[str]:
+    """The folder Python puts first on the program's ``sys.path``: the script's (``python train.py``), else the
+    working directory (``-m``, ``-c``, or a program we cannot read)."""
+    script = next((arg for arg in command[1:] if not arg.startswith("-")), None)
+    if script is not None and script.endswith(".py") and os.path.isfile(script):
+        return [os.path.dirname(os.path.abspath(script))]
+    return [os.getcwd()]
+
+
 def run(command: Sequence[str]) -> int:
     if not command:
         say("name the program to run, e.g. torch-otel run -- python train.py")
@@ -38,7 +47,7 @@ def run(command: Sequence[str]) -> int:
         if not sdk_disabled():
             Settings.from_env()
             plan = export_plan()
-            check_torch_logs(os.environ.get(TORCH_LOGS))
+            check_torch_logs(os.environ.get(TORCH_LOGS), program_search_path(command))
             if plan.file_path is not None:
                 environ[env.TORCH_OTEL_FILE] = str(plan.file_path.absolute())
                 announce_file(plan.file_path)

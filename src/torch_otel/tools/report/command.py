@@ -129,8 +129,9 @@ def main(
 ) -> int:
     """``torch-otel report``: 0 when every line parsed, 1 when some did not or a file went past --max-line-bytes or
     --max-file-bytes (the rest is still reported), 2 when a file cannot be read or the arguments are wrong."""
-    out = out if out is not None else sys.stdout
-    err = err if err is not None else sys.stderr
+    # A closed stdout or stderr (`>&-`) is None in sys: what would go there goes nowhere, the rest still runs.
+    out = out if out is not None else sys.stdout or open(os.devnull, "w")  # noqa: SIM115 - lives as long as main
+    err = err if err is not None else sys.stderr or open(os.devnull, "w")  # noqa: SIM115 - lives as long as main
     try:
         args = build_parser(out, err).parse_args(sys.argv[1:] if argv is None else list(argv))
     except _ParserExit as stop:
