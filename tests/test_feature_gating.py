@@ -26,10 +26,9 @@ def test_all_features_are_present_on_the_tested_torch():
     assert supported_features() == {feature: True for feature in FEATURES}
 
 
-def test_missing_hooks_degrade_to_fewer_attributes_with_one_warning(monkeypatch):
-    # What a torch without these private functions looks like to torch-otel (deleting them would break torch).
-    monkeypatch.setitem(FEATURES, "recompile reasons", ("torch._dynamo.convert_frame", "renamed_recompile_reasons"))
-    monkeypatch.setitem(FEATURES, "compilation metrics", ("torch._dynamo.no_such_module", "log_compilation_event"))
+def compile_with_warnings(while_instrumented=lambda: None) -> tuple[list[str], list]:
+    """Instrument, run the recompiling workload in an application span, uninstrument; torch-otel's warnings and
+    the torch.compile spans. ``while_instrumented`` runs before the workload, with the hooks installed."""
     exporter = InMemorySpanExporter()
     tracer_provider = TracerProvider()
     tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
@@ -40,16 +39,24 @@ def test_missing_hooks_degrade_to_fewer_attributes_with_one_warning(monkeypatch)
     try:
         torch_otel.instrument(tracer_provider=tracer_provider, logger_provider=LogCapture().provider, settings=Settings())
         try:
+            while_instrumented()
             with app_tracer().start_as_current_span("request"):
                 recompiling_workload()
         finally:
             torch_otel.uninstrument()
     finally:
         logging.getLogger("torch_otel").removeHandler(handler)
+    return [w.getMessage() for w in warnings], [s for s in exporter.get_finished_spans() if s.name == "torch.compile"]
+
+
+def test_missing_hooks_degrade_to_fewer_attributes_with_one_warning(monkeypatch):
+    # What a torch without these private functions looks like to torch-otel (deleting them would break torch).
+    monkeypatch.setitem(FEATURES, "recompile reasons", ("torch._dynamo.convert_frame", "renamed_recompile_reasons"))
+    monkeypatch.setitem(FEATURES, "compilation metrics", ("torch._dynamo.no_such_module", "log_compilation_event"))
+    warnings, compiles = compile_with_warnings()
     assert len(warnings) == 1
-    message = warnings[0].getMessage()
+    message = warnings[0]
     assert "recompile reasons" in message and "compilation metrics" in message
-    compiles = [s for s in exporter.get_finished_spans() if s.name == "torch.compile"]
     assert len(compiles) == 4  # phases still become spans
     assert all("code.function.name" not in s.attributes for s in compiles)  # that came from the metrics hook
     assert not [e for s in compiles for e in s.events if e.name == "pytorch.recompile"]
@@ -72,28 +79,15 @@ def test_a_hooked_function_with_another_signature_is_a_missing_feature_with_one_
     monkeypatch.setattr(InstructionTranslatorBase, "log_graph_break", log_graph_break)
     monkeypatch.setattr(convert_frame, "get_and_maybe_log_recompilation_reasons", get_and_maybe_log_recompilation_reasons)
     assert supported_features() == {feature: feature not in ("graph breaks", "recompile reasons") for feature in FEATURES}
-    exporter = InMemorySpanExporter()
-    tracer_provider = TracerProvider()
-    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
-    warnings = []
-    handler = logging.Handler()
-    handler.emit = warnings.append
-    logging.getLogger("torch_otel").addHandler(handler)
-    try:
-        torch_otel.instrument(tracer_provider=tracer_provider, logger_provider=LogCapture().provider, settings=Settings())
-        try:
-            assert InstructionTranslatorBase.__dict__["log_graph_break"] is log_graph_break  # left alone
-            assert convert_frame.get_and_maybe_log_recompilation_reasons is get_and_maybe_log_recompilation_reasons
-            with app_tracer().start_as_current_span("request"):
-                recompiling_workload()
-        finally:
-            torch_otel.uninstrument()
-    finally:
-        logging.getLogger("torch_otel").removeHandler(handler)
+
+    def left_alone() -> None:
+        assert InstructionTranslatorBase.__dict__["log_graph_break"] is log_graph_break
+        assert convert_frame.get_and_maybe_log_recompilation_reasons is get_and_maybe_log_recompilation_reasons
+
+    warnings, compiles = compile_with_warnings(left_alone)
     assert len(warnings) == 1
-    message = warnings[0].getMessage()
+    message = warnings[0]
     assert "graph breaks (changed signature)" in message and "recompile reasons (changed signature)" in message
-    compiles = [s for s in exporter.get_finished_spans() if s.name == "torch.compile"]
     assert len(compiles) == 4  # phases still become spans
     assert all("code.function.name" in s.attributes for s in compiles)  # the metrics hook still works
     events = {e.name for s in compiles for e in s.events}

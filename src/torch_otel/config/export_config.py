@@ -102,10 +102,6 @@ def sdk_disabled(environ: Mapping[str, str] | None = None) -> bool:
     return raw != "" and parse_bool("OTEL_SDK_DISABLED", raw)
 
 
-def _validate_endpoint(variable: str, raw: str, grpc: bool = False) -> None:
-    check_endpoint(variable, raw, grpc)
-
-
 # The header syntax of opentelemetry.util.re.parse_env_headers(liberal=True), which the OTLP exporters use: what it
 # rejects it logs, whole header and secret included, and drops.
 _OWS = r"[ \t]*"
@@ -167,10 +163,6 @@ def parse_headers(variable: str, raw: str, grpc: bool = False) -> dict[str, str]
     if problem is not None:
         raise SettingsError(variable, ",".join(shown), _HEADERS_VALID, problem)
     return headers
-
-
-def _validate_headers(variable: str, raw: str, grpc: bool = False) -> None:
-    parse_headers(variable, raw, grpc)
 
 
 # Numeric OTEL_* variables the SDK reads (the BSP/BLRP/metric ones in milliseconds): (minimum, maximum, unit).
@@ -265,14 +257,14 @@ def export_plan(environ: Mapping[str, str] | None = None, problems: list[Setting
         prefix = f"OTEL_EXPORTER_OTLP_{signal}"
         if environ.get(prefix + "ENDPOINT"):
             check(
-                _validate_endpoint,
+                check_endpoint,
                 prefix + "ENDPOINT",
                 environ[prefix + "ENDPOINT"],
                 "grpc" in endpoint_readers.get(prefix + "ENDPOINT", ()),
             )
         if environ.get(prefix + "HEADERS"):
             check(
-                _validate_headers,
+                parse_headers,
                 prefix + "HEADERS",
                 environ[prefix + "HEADERS"],
                 "grpc" in header_readers.get(prefix + "HEADERS", ()),
