@@ -12,17 +12,17 @@ import sys
 from pathlib import Path
 
 import pytest
-from e2e import BIN, run_child
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from torch_otel.tools import doctor
+from e2e import BIN, run_child
 from torch_otel import environment_variables as env
-from torch_otel.config.export_config import OTEL_NUMBERS, SIGNALS, export_plan, parse_headers
-from torch_otel.config.settings import Settings, SettingsError
 from torch_otel.capture.torch_import import check_torch_logs
 from torch_otel.capture.torch_logs import TorchLogsError
+from torch_otel.config.export_config import OTEL_NUMBERS, SIGNALS, export_plan, parse_headers
+from torch_otel.config.settings import Settings, SettingsError
+from torch_otel.tools import doctor
 
 QUIET_OTEL = {"OTEL_TRACES_EXPORTER": "none", "OTEL_LOGS_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none"}
 SECRET1, SECRET2 = "PLANTEDSECRET1", "PLANTEDSECRET2"

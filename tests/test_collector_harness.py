@@ -160,6 +160,13 @@ def test_child_env_reaches_collector(protocol: str, collector: RotelCollector, o
 ROTEL_DROPS = {"entity_refs", "key_strindex", "string_value_strindex"}
 
 
+def _is_repeated(field: Any) -> bool:
+    # protobuf 7 has only FieldDescriptor.is_repeated; 5.x (paired with the OTel floor) only its label.
+    if hasattr(field, "is_repeated"):
+        return bool(field.is_repeated)
+    return bool(field.label == field.LABEL_REPEATED)
+
+
 def _populate(msg: Message, depth: int = 0) -> Message:
     """Set every field (first member of each oneof, one element per repeated field) to a distinct value."""
     seen_oneofs: set[str] = set()
@@ -170,12 +177,12 @@ def _populate(msg: Message, depth: int = 0) -> Message:
             seen_oneofs.add(f.containing_oneof.name)
         if f.message_type is not None:
             if depth < 8:
-                _populate(getattr(msg, f.name).add() if f.is_repeated else getattr(msg, f.name), depth + 1)
+                _populate(getattr(msg, f.name).add() if _is_repeated(f) else getattr(msg, f.name), depth + 1)
             continue
         value: Any = {f.TYPE_STRING: f"{f.name}-{depth}", f.TYPE_BOOL: True, f.TYPE_DOUBLE: depth + 0.5,
                       f.TYPE_ENUM: 1, f.TYPE_BYTES: bytes(range(1, 17 if "trace_id" in f.name else 9))
                       }.get(f.type, depth + 3)
-        if f.is_repeated:
+        if _is_repeated(f):
             getattr(msg, f.name).append(value)
         else:
             setattr(msg, f.name, value)
@@ -187,7 +194,7 @@ def _strip(msg: Message, names: set[str]) -> Message:
         if f.name in names:
             msg.ClearField(f.name)
         elif f.message_type is not None:
-            for sub in value if f.is_repeated else [value]:
+            for sub in value if _is_repeated(f) else [value]:
                 _strip(sub, names)
     return msg
 

@@ -328,7 +328,8 @@ def test_recompile_limit_is_an_error_on_the_request_span_and_in_the_logs(pipelin
     assert [r.shape[0] for r in results] == [2, 3, 4]  # past the limit torch runs the function uncompiled
     (on_request,) = events(request, "pytorch.recompile_limit")
     assert on_request.attributes["pytorch.compile.limit_type"] == "recompile_limit"
-    assert on_request.attributes["pytorch.compile.limit"] == "1"
+    assert on_request.attributes["pytorch.compile.limit"] == 1
+    assert on_request.attributes["pytorch.compile.limit_action"] == "run_eager"
     assert on_request.attributes["code.function.name"] == "scale_and_shift"
     limit_span = pipeline.compile_span(on_request.attributes["pytorch.compile.id"])
     assert is_child_of(limit_span, request)
@@ -337,7 +338,8 @@ def test_recompile_limit_is_an_error_on_the_request_span_and_in_the_logs(pipelin
     (record,) = [r for r in records if r.event_name == "pytorch.recompile_limit"]
     assert record.severity_number == SeverityNumber.ERROR and record.severity_text == "ERROR"
     assert "recompile_limit" in record.body and "scale_and_shift" in record.body
-    assert record.attributes["pytorch.compile.limit"] == "1"
+    assert record.attributes["pytorch.compile.limit"] == 1
+    assert record.body.endswith("it now runs without compiling")
     assert record.trace_id == request.get_span_context().trace_id
 
 

@@ -53,10 +53,11 @@ def test_missing_hooks_degrade_to_fewer_attributes_with_one_warning(monkeypatch)
     # What a torch without these private functions looks like to torch-otel (deleting them would break torch).
     monkeypatch.setitem(FEATURES, "recompile reasons", ("torch._dynamo.convert_frame", "renamed_recompile_reasons"))
     monkeypatch.setitem(FEATURES, "compilation metrics", ("torch._dynamo.no_such_module", "log_compilation_event"))
+    monkeypatch.setitem(FEATURES, "frame compiles", ("torch._dynamo.convert_frame", "no_such_function"))
     warnings, compiles = compile_with_warnings()
     assert len(warnings) == 1
     message = warnings[0]
-    assert "recompile reasons" in message and "compilation metrics" in message
+    assert "recompile reasons" in message and "compilation metrics" in message and "frame compiles" in message
     assert len(compiles) == 4  # phases still become spans
     assert all("code.function.name" not in s.attributes for s in compiles)  # that came from the metrics hook
     assert not [e for s in compiles for e in s.events if e.name == "pytorch.recompile"]

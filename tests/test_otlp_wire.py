@@ -44,7 +44,7 @@ def comparable(request: ExportLogsServiceRequest) -> list[tuple]:
     for resource_logs in request.resource_logs:
         for scope_logs in resource_logs.scope_logs:
             for record in scope_logs.log_records:
-                rows.append((scope_logs.scope.name, scope_logs.scope.version, record.time_unix_nano,
+                rows.append((scope_logs.scope.name, scope_logs.scope.version, record.time_unix_nano, record.observed_time_unix_nano,
                              record.severity_number, record.severity_text, record.body.string_value,
                              sorted((kv.key, kv.value.SerializeToString()) for kv in record.attributes),
                              record.event_name, record.trace_id, record.span_id, record.flags))

@@ -249,14 +249,19 @@ def test_report_shows_exactly_what_the_in_memory_exporter_saw(real_run: RealRun,
     truth_step_us = [s.attributes["pytorch.compile.duration_us"] for s in compile_spans(real_run)
                      if s.attributes[catalog.ATTR_CODE_FUNCTION] == "graph_breaking_step"]
     assert step_row.total_us == sum(truth_step_us) and step_row.max_us == max(truth_step_us)
+    truth_restarts = [s.attributes[catalog.ATTR_RESTARTS] for s in compile_spans(real_run)
+                      if s.attributes[catalog.ATTR_CODE_FUNCTION] == "graph_breaking_step"]
+    assert step_row.restarts == sum(truth_restarts) == 2  # the graph break restarts 0/0 and 0/1 once each
 
     assert report_artifacts(rep) == truth_artifacts(real_run)
     assert {name for _, name in truth_artifacts(real_run)} >= {"pytorch.artifact.recompiles", "pytorch.artifact.guards"}
 
     for row in rep.caches:
         if row.cache in catalog.CACHES:
-            truth = sum(s.attributes[report.cache_count_attribute(row.cache, "hit")] for s in compile_spans(real_run))
-            assert row.span_hits == truth
+            spans = compile_spans(real_run) + backward  # backward compiles count too
+            truth = [sum(s.attributes.get(report.cache_count_attribute(row.cache, result), 0) for s in spans)
+                     for result in ("hit", "miss")]
+            assert [row.span_hits, row.span_misses] == truth
 
     compile_traces = {hex_trace(s) for s in real_run.spans if s.name.startswith(catalog.SPAN_COMPILE)}
     assert {lane.trace_id for lane in rep.lanes} == compile_traces

@@ -35,14 +35,19 @@ def test_phases_outside_a_compile_are_ignored():
 
 def test_an_end_closes_the_phases_it_overlaps_innermost_first():
     assert feed(("B", "dynamo", 0), ("B", "a", 1), ("B", "b", 2), ("E", "a", 4), ("E", "dynamo", 9)) == [
-        ("start", "dynamo", 0), ("start", "a", 1), ("start", "b", 2),
-        ("end", "b", 2, 2000), ("end", "a", 1, 3000), ("end", "dynamo", 0, 9000),
+        ("start", "dynamo", 0),
+        ("start", "a", 1),
+        ("start", "b", 2),
+        ("end", "b", 2, 2000),
+        ("end", "a", 1, 3000),
+        ("end", "dynamo", 0, 9000),
     ]
 
 
 def test_an_end_without_an_open_phase_of_its_name_is_ignored():
     assert feed(("B", "dynamo", 0), ("E", "other", 1), ("E", "dynamo", 2)) == [
-        ("start", "dynamo", 0), ("end", "dynamo", 0, 2000),
+        ("start", "dynamo", 0),
+        ("end", "dynamo", 0, 2000),
     ]
 
 
@@ -62,3 +67,27 @@ def test_labels_name_compile_roots_by_the_catalog():
     assert Phase("dynamo", 0, None, 0).label == catalog.SPAN_COMPILE
     assert Phase("entire_backward_compile", 0, None, 0).label == catalog.SPAN_BACKWARD_COMPILE
     assert Phase("dynamo", 0, None, 1).label == "dynamo"
+    assert Phase("compiled_autograd", 0, None, 0).label == catalog.SPAN_COMPILED_AUTOGRAD
+
+
+def test_the_root_phase_of_a_frame_compile_carries_the_function_being_compiled():
+    recorder = Recorder()
+    hooks = TorchHooks([recorder])
+    roots: list[Phase] = []
+    recorder.phase_started = roots.append  # type: ignore[method-assign]
+    record = wrapt.FunctionWrapper(lambda event: None, hooks.record_chromium_event_internal)
+
+    def compile_frame(code, globals_, locals_, builtins, closure, compiler_fn, one_graph):
+        record({"ph": "B", "name": "dynamo", "ts": 0, "args": {"compile_id": "0/0"}})
+        record({"ph": "B", "name": "entire_frame_compile", "ts": 1, "args": {"compile_id": "0/0"}})
+        return one_graph
+
+    def user_function(x):
+        return x
+
+    wrapped = wrapt.FunctionWrapper(compile_frame, hooks.compile_frame)
+    assert wrapped(user_function.__code__, {}, {}, {}, None, None, True) is True
+    root, phase = roots
+    assert root.function == (user_function.__name__, __file__, user_function.__code__.co_firstlineno)
+    assert phase.function is None  # only the root says what is compiled
+    assert hooks._frame_compile() is None  # nothing left open once torch's _compile returns

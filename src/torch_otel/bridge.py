@@ -20,6 +20,7 @@ from torch_otel.capture.log_handler import (
     Component,
     RecordQueue,
     TorchLogHandler,
+    TraceIdFilteredHandler,
     exporting,
 )
 from torch_otel.capture.torch_import import torch_version
@@ -55,6 +56,7 @@ class LogBridge:
             settings.max_body_bytes,
         )
         self._current_compile, compile_id_text = torch_internals.compile_readers()
+        self._trace_id_filter = torch_internals.trace_id_filter_check(self._current_compile, compile_id_text)
         self._converter = LogRecordConverter(
             logger_provider,
             torch_version(),
@@ -115,7 +117,7 @@ class LogBridge:
             handler = self._handlers.get(qname)
             if handler is None:
                 component = Component(qname, catalog.component_of_qname(qname, aliases))
-                handler = self._handlers[qname] = TorchLogHandler(component, self._queue, self._current_compile)
+                handler = self._handlers[qname] = self._log_handler(component)
             if handler in logger.handlers:
                 logger.removeHandler(handler)
             if not self._settings.torch_stderr:
@@ -125,9 +127,19 @@ class LogBridge:
         if trace_log is not None:
             self._attach_structured_trace(trace_log)
 
+    def _log_handler(self, component: Component) -> TorchLogHandler:
+        """The handler for a torch logger: under TORCH_LOGS_TRACE_ID_FILTER, one that exports only what torch's own
+        handlers print. Only torch's log records are filtered: torch-otel's compile spans, metrics and events
+        (``pytorch.recompile``, ``pytorch.graph_break``, ``pytorch.compile.start``) are not torch log output and stay
+        complete, and so do TORCH_TRACE records, which torch's trace handler never filters."""
+        if self._trace_id_filter is None:
+            return TorchLogHandler(component, self._queue, self._current_compile)
+        return TraceIdFilteredHandler(component, self._queue, self._current_compile, self._trace_id_filter)
+
     def _attach_structured_trace(self, trace_log: logging.Logger) -> None:
         handler = self._handlers.get(trace_log.name)
         if handler is None:
+            # Unfiltered: torch's own trace handler formats with TorchLogsFormatter(trace=True), which has no filter.
             component = Component(catalog.STRUCTURED_TRACE_SCOPE, catalog.STRUCTURED_TRACE_COMPONENT)
             handler = self._handlers[trace_log.name] = TorchLogHandler(component, self._queue, self._current_compile)
         if handler not in trace_log.handlers:

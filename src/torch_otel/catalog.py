@@ -1,4 +1,18 @@
-"""The public names torch-otel emits (a contract users query by) and how torch loggers map to them."""
+"""The public names torch-otel emits (a contract users query by) and how torch loggers map to them.
+
+Spans: ``torch.compile`` (one per frame compile: torch's ``dynamo`` phase), ``torch.compile.backward`` (a lazy
+backward compile: ``entire_backward_compile``) and ``torch.compile.compiled_autograd`` (the capture of a
+compiled-autograd graph: torch's ``compiled_autograd`` event, compile id ``!<n>/-/-``; the graph it captured is
+compiled afterwards under ``torch.compile`` spans with ids ``!<n>/<frame>/<attempt>``). Each carries
+``pytorch.compile.id`` and the compiled function's ``code.function.name``, ``code.file.path`` and
+``code.line.number`` (failed compiles included; ``<ModuleClass>.forward`` for ``torch.compile(module)``); a
+``torch.compile`` span also carries ``pytorch.compile.restarts``, how many times torch restarted its analysis.
+The ``pytorch.recompile_limit`` event carries ``pytorch.compile.limit`` (a number when torch's config value is one)
+and ``pytorch.compile.limit_action``: ``run_eager`` (torch runs the function without compiling from then on) or
+``raise`` (``fullgraph=True`` or ``config.fail_on_recompile_limit_hit``: torch raises ``FailOnRecompileLimitHit``
+to the caller). Severity text is Python's level name (``WARNING``, ``ERROR``, ``INFO``), for the bridged records
+and the product's own events alike.
+"""
 
 from __future__ import annotations
 
@@ -70,6 +84,12 @@ _OTEL_SEVERITY_BY_LEVEL = (
 )
 
 
+def severity_text(levelno: int) -> str:
+    """The severity text of a record at Python level ``levelno``: Python's level name (``WARNING``, not OTel's
+    ``WARN``), as torch prints it and OTel's logging bridge sends it."""
+    return logging.getLevelName(levelno)
+
+
 def otel_severity_number(levelno: int) -> int:
     """Python level to OTel SeverityNumber: DEBUG=5, INFO=9, WARN=13, ERROR=17, FATAL=21, with levels in between
     stepping up within the band (e.g. 25 -> 11)."""
@@ -82,6 +102,7 @@ def otel_severity_number(levelno: int) -> int:
 # Spans and span events.
 SPAN_COMPILE = "torch.compile"
 SPAN_BACKWARD_COMPILE = "torch.compile.backward"
+SPAN_COMPILED_AUTOGRAD = "torch.compile.compiled_autograd"
 ATTR_PHASE = "pytorch.compile.phase"
 ATTR_RECOMPILE_REASON = "pytorch.compile.recompile_reason"
 ATTR_RECOMPILE_REASONS = "pytorch.compile.recompile_reasons"
@@ -90,6 +111,16 @@ ATTR_GRAPH_BREAK_REASON = "pytorch.graph_break.reason"
 ATTR_GRAPH_BREAK_TYPE = "pytorch.graph_break.type"
 ATTR_LIMIT_TYPE = "pytorch.compile.limit_type"
 ATTR_LIMIT = "pytorch.compile.limit"
+ATTR_LIMIT_ACTION = "pytorch.compile.limit_action"  # one of LIMIT_ACTIONS
+LIMIT_RUNS_EAGER = "run_eager"
+LIMIT_RAISES = "raise"
+LIMIT_ACTIONS = (LIMIT_RUNS_EAGER, LIMIT_RAISES)
+# What each action means, in the words the event body and the report use (torch._dynamo.convert_frame._compile).
+LIMIT_OUTCOMES = {
+    LIMIT_RUNS_EAGER: "it now runs without compiling",
+    LIMIT_RAISES: "torch raised FailOnRecompileLimitHit to the caller (fullgraph=True or fail_on_recompile_limit_hit)",
+}
+ATTR_RESTARTS = "pytorch.compile.restarts"
 EVENT_RECOMPILE_LIMIT = "pytorch.recompile_limit"
 
 # Structured trace (TORCH_TRACE) records, when TORCH_OTEL_STRUCTURED=on.
@@ -108,7 +139,7 @@ METRIC_RECORDS_TRUNCATED = "torch_otel.records.truncated"
 METRIC_EXPORT_FAILURES = "torch_otel.export.failures"
 METRIC_EXPORT_LOST = "torch_otel.export.lost"
 LABEL_OUTCOME = "pytorch.compile.outcome"  # success | failure
-LABEL_PHASE = "pytorch.compile.phase"  # torch.compile, torch.compile.backward, or a torch phase name
+LABEL_PHASE = "pytorch.compile.phase"  # a compile root's span name (SPAN_*), or a torch phase name
 LABEL_CAUSE = "pytorch.recompile.cause"  # one of RECOMPILE_CAUSES
 LABEL_FUNCTION = "code.function.name"  # capped at MAX_FUNCTION_LABELS distinct values, then "other"
 LABEL_GRAPH_BREAK_TYPE = "pytorch.graph_break.type"  # torch's graph-break type, capped likewise

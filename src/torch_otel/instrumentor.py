@@ -4,41 +4,81 @@
 from __future__ import annotations
 
 import atexit
+import os
+import sys
 from collections.abc import Collection
 from typing import Any
 
+import wrapt
 from opentelemetry import _logs, metrics, trace
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]  # the package declares no __all__
 
 from torch_otel.bridge import LogBridge
 from torch_otel.capture.torch_hooks import TorchHooks
-from torch_otel.capture.torch_import import import_torch_checked, torch_version
+from torch_otel.capture.torch_import import TORCH_LOGS, check_torch_logs_before_import, torch_version
+from torch_otel.capture.torch_logs import TorchLogsError
 from torch_otel.config.export_config import sdk_disabled
-from torch_otel.config.settings import Settings
+from torch_otel.config.settings import Settings, SettingsError
+from torch_otel.console import say
 from torch_otel.signals.ids import use_private_ids
 from torch_otel.signals.metrics import HEALTH, CompileMetrics
 from torch_otel.signals.redaction import Redactor
 from torch_otel.signals.spans import CompileSpans, compile_tracer
 
-INSTRUMENTS = ("torch >= 2.4",)
+INSTRUMENTS = ("torch >= 2.13",)
 
 
 class TorchInstrumentor(BaseInstrumentor):
-    """Bridges torch's logging (as configured by TORCH_LOGS) to OpenTelemetry."""
+    """Bridges torch's logging (as configured by TORCH_LOGS) to OpenTelemetry.
+
+    Instrumenting never imports torch and never raises (``opentelemetry-instrument`` would skip the instrumentors
+    after this one): a problem is one line on stderr and the program runs without torch telemetry. Before
+    ``import torch`` the start waits for that import, so torch applies TORCH_LOGS itself, or refuses it with its own
+    error exactly as without torch-otel; a value torch is certain to refuse is also reported up front
+    (``check_torch_logs_before_import``)."""
 
     bridge: LogBridge | None = None
     hooks: TorchHooks | None = None
     metrics: CompileMetrics | None = None
     replaced_id_generator: tuple[Any, Any] | None = None
+    waiting: object | None = None  # the token of the start that waits for `import torch`; None cancels it
 
     def instrumentation_dependencies(self) -> Collection[str]:
         return INSTRUMENTS
 
     def _instrument(self, **kwargs: Any) -> None:
-        if sdk_disabled():
-            return
-        settings = kwargs.get("settings") or Settings.from_env()
-        import_torch_checked()
+        try:
+            if sdk_disabled():
+                return
+            settings = kwargs.get("settings") or Settings.from_env()
+            if "torch" in sys.modules:
+                self._start(settings, kwargs)
+            else:
+                self._start_after_torch_import(settings, kwargs)
+        except Exception as error:  # noqa: BLE001 - never stop the program or the instrumentors after this one
+            _say_not_started(error)
+
+    def _start_after_torch_import(self, settings: Settings, kwargs: dict[str, Any]) -> None:
+        from torch_otel.tools.cli import program_search_path
+
+        try:
+            check_torch_logs_before_import(os.environ.get(TORCH_LOGS), program_search_path([sys.executable, *sys.argv]))
+        except TorchLogsError as error:
+            say(f"{error} Torch will refuse it when the program imports torch; torch-otel starts if torch accepts it.")
+        token = TorchInstrumentor.waiting = object()
+
+        def start(_torch: object) -> None:
+            if TorchInstrumentor.waiting is not token:
+                return
+            TorchInstrumentor.waiting = None
+            try:
+                self._start(settings, kwargs)
+            except Exception as error:  # noqa: BLE001 - never raise into the program's `import torch`
+                _say_not_started(error)
+
+        wrapt.importer.register_post_import_hook(start, "torch")
+
+    def _start(self, settings: Settings, kwargs: dict[str, Any]) -> None:
         logger_provider = kwargs.get("logger_provider") or _logs.get_logger_provider()
         bridge = LogBridge(logger_provider, settings, wire_sink=kwargs.get("log_sink"))
         bridge.start()
@@ -73,6 +113,7 @@ class TorchInstrumentor(BaseInstrumentor):
         return meter_provider.get_meter("torch._dynamo", torch_version())
 
     def _uninstrument(self, **kwargs: Any) -> None:
+        TorchInstrumentor.waiting = None
         TorchInstrumentor.metrics = None
         hooks, TorchInstrumentor.hooks = TorchInstrumentor.hooks, None
         if hooks is not None:
@@ -88,7 +129,8 @@ class TorchInstrumentor(BaseInstrumentor):
 
 
 def instrument(**kwargs: Any) -> None:
-    """Start exporting torch's logs through the global (or given) OpenTelemetry providers."""
+    """Start exporting torch's logs through the global (or given) OpenTelemetry providers: now if torch is
+    imported, else when the program imports it. Never raises; see ``TorchInstrumentor``."""
     TorchInstrumentor().instrument(skip_dep_check=True, **kwargs)
 
 
@@ -103,3 +145,12 @@ def flush(timeout: float | None = None) -> bool:
     an unresponsive collector carries on in the background, never in the caller's thread)."""
     bridge = TorchInstrumentor.bridge
     return bridge.flush(timeout) if bridge is not None else True
+
+
+def _say_not_started(error: Exception) -> None:
+    reason = (
+        str(error)
+        if isinstance(error, SettingsError)
+        else f"Could not instrument torch ({type(error).__name__}: {error})."
+    )
+    say(f"{reason} The program runs without torch-otel.")

@@ -207,3 +207,28 @@ class TorchLogHandler(logging.Handler):
 
     def flush(self) -> None:
         """logging.shutdown calls this at exit; the bridge flushes itself, so never block here."""
+
+
+class TraceIdFilteredHandler(TorchLogHandler):
+    """A ``TorchLogHandler`` that queues only the records ``passes`` (torch's TORCH_LOGS_TRACE_ID_FILTER, see
+    ``torch_internals.trace_id_filter_check``) lets through, so a filtered record costs no queue bytes. Used only
+    while a filter is active, so the unfiltered handler pays nothing for it."""
+
+    def __init__(
+        self,
+        component: Component,
+        queue: RecordQueue,
+        current_compile: Callable[[], Any],
+        passes: Callable[[logging.LogRecord], bool],
+    ) -> None:
+        super().__init__(component, queue, current_compile)
+        self._passes = passes
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        try:
+            if not self._passes(record):
+                return False
+        except Exception:  # noqa: BLE001 - the bridge must never raise into torch
+            self._queue.dropped += 1
+            return False
+        return super().handle(record)

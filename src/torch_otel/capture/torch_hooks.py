@@ -9,7 +9,6 @@ import logging
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from types import CodeType
 from typing import Any, NamedTuple, Protocol
 
 from torch_otel import catalog
@@ -17,6 +16,7 @@ from torch_otel.capture import torch_internals
 from torch_otel.capture.torch_internals import (
     FEATURES,
     SIGNATURES,
+    FunctionIdentity,
     call_arguments,
     resolve_attribute,
     supported_features,
@@ -26,6 +26,7 @@ __all__ = [
     "COMPILE_ROOTS",
     "FEATURES",
     "CompileListener",
+    "FunctionIdentity",
     "Phase",
     "TorchHooks",
     "resolve_attribute",
@@ -34,17 +35,25 @@ __all__ = [
 
 _log = logging.getLogger("torch_otel")
 
-# The phases a compile starts with, and the names their spans and metrics go by.
-COMPILE_ROOTS = {"dynamo": catalog.SPAN_COMPILE, "entire_backward_compile": catalog.SPAN_BACKWARD_COMPILE}
+# The phases a compile starts with (torch's chromium event names), and the names their spans and metrics go by:
+# a frame compile (convert_frame._compile), a lazy backward compile (aot_autograd's runtime_wrappers) and the
+# capture of a compiled-autograd graph (compiled_autograd.AutogradCompilerInstance.begin_capture/end_capture).
+COMPILE_ROOTS = {
+    "dynamo": catalog.SPAN_COMPILE,
+    "entire_backward_compile": catalog.SPAN_BACKWARD_COMPILE,
+    "compiled_autograd": catalog.SPAN_COMPILED_AUTOGRAD,
+}
 
 
 class Phase(NamedTuple):
-    """A torch compile phase open on the current thread; depth 0 is the compile root."""
+    """A torch compile phase open on the current thread; depth 0 is the compile root. ``function`` is what a frame
+    compile's root compiles (None below the root, and where torch's ``_compile`` could not be hooked)."""
 
     name: str
     start_ns: int
     compile_id: str | None
     depth: int
+    function: FunctionIdentity | None = None
 
     @property
     def label(self) -> str:
@@ -56,16 +65,23 @@ class CompileListener(Protocol):
     def phase_started(self, phase: Phase) -> None: ...
     def phase_ended(self, phase: Phase, end_ns: int) -> None: ...
     def compilation_metrics(self, metrics: Any) -> None: ...
-    def recompiled(self, reasons: Sequence[str], code: CodeType | None) -> None: ...
+    def recompiled(self, reasons: Sequence[str], function: FunctionIdentity | None) -> None: ...
     def graph_break(
         self, reason: str, filename: str | None, lineno: int | None, function: str | None, break_type: str | None
     ) -> None: ...
-    def recompile_limit_hit(self, limit_type: str, limit: Any) -> None: ...
+    def recompile_limit_hit(self, limit_type: str, limit: Any, raises: bool) -> None: ...
 
 
 DYNAMO = "torch._dynamo"
 # The arguments each hook reads, after ``self`` for a method (torch_internals.SIGNATURES checks they are there).
 _GRAPH_BREAK_ARGS = SIGNATURES["graph breaks"][1:]
+
+
+class _FrameCompile(NamedTuple):
+    """A call of torch's ``convert_frame._compile`` in progress: what it compiles and whether ``fullgraph=True``."""
+
+    function: FunctionIdentity
+    one_graph: bool
 
 
 class TorchHooks:
@@ -108,6 +124,7 @@ class TorchHooks:
                 "recompile reasons": self.get_and_maybe_log_recompilation_reasons,
                 "recompile limit": self.exceeds_recompile_limit,
                 "graph breaks": self.log_graph_break,
+                "frame compiles": self.compile_frame,
             }
         )
         if self.missing:
@@ -136,6 +153,17 @@ class TorchHooks:
             stack = self._local.stack = []
         return stack
 
+    def _frame_compiles(self) -> list[_FrameCompile | None]:
+        frames = getattr(self._local, "frames", None)
+        if frames is None:
+            frames = self._local.frames = []
+        return frames
+
+    def _frame_compile(self) -> _FrameCompile | None:
+        """The innermost ``_compile`` call open on this thread, if torch's ``_compile`` is hooked."""
+        frames = self._frame_compiles()
+        return frames[-1] if frames else None
+
     def _phase_event(self, event: dict[str, Any]) -> None:
         """Tracks this thread's open phases. Only a compile root opens the first one (inductor's C++ builds on
         worker threads are no compile of their own); an end closes, innermost first, every phase above and
@@ -148,11 +176,13 @@ class TorchHooks:
         if kind == "B":
             if stack or name in COMPILE_ROOTS:
                 compile_id = (event.get("args") or {}).get("compile_id")
+                frame = self._frame_compile() if not stack and name == "dynamo" else None
                 phase = Phase(
                     str(name),
                     int(event.get("ts", 0) * 1000),
                     None if compile_id in (None, "None") else str(compile_id),
                     len(stack),
+                    frame.function if frame is not None else None,
                 )
                 stack.append(phase)
                 self._notify("phase_started", phase)
@@ -182,8 +212,13 @@ class TorchHooks:
         self, wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict
     ) -> Any:
         reasons = wrapped(*args, **kwargs)
-        frame = call_arguments(args, kwargs, SIGNATURES["recompile reasons"])[1]
-        self._notify("recompiled", list(reasons or []), getattr(frame, "f_code", None))
+        compiling = self._frame_compile()
+        if compiling is not None:
+            function: FunctionIdentity | None = compiling.function
+        else:
+            code = getattr(call_arguments(args, kwargs, SIGNATURES["recompile reasons"])[1], "f_code", None)
+            function = torch_internals.code_identity(code) if code is not None else None
+        self._notify("recompiled", list(reasons or []), function)
         return reasons
 
     def exceeds_recompile_limit(self, wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
@@ -193,8 +228,31 @@ class TorchHooks:
         except (TypeError, ValueError):
             return result
         if exceeded:
-            self._notify("recompile_limit_hit", str(limit_type), torch_internals.recompile_limit(str(limit_type)))
+            compiling = self._frame_compile()
+            self._notify(
+                "recompile_limit_hit",
+                str(limit_type),
+                torch_internals.recompile_limit(str(limit_type)),
+                torch_internals.recompile_limit_raises(compiling is not None and compiling.one_graph),
+            )
         return result
+
+    def compile_frame(self, wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
+        """Remembers, for the phases and events of this ``_compile`` call, what it compiles (the code, or the
+        module ``torch.compile(module)`` wrapped) and whether it was called with ``fullgraph=True``."""
+        frames = self._frame_compiles()
+        try:
+            code, _, frame_locals, _, closure, _, one_graph = call_arguments(args, kwargs, SIGNATURES["frame compiles"])
+            frames.append(
+                _FrameCompile(torch_internals.compiled_function(code, frame_locals, closure), bool(one_graph))
+            )
+        except Exception:  # noqa: BLE001 - never raise into torch
+            _log.debug("torch-otel could not read a frame compile's function", exc_info=True)
+            frames.append(None)
+        try:
+            return wrapped(*args, **kwargs)
+        finally:
+            frames.pop()
 
     def log_graph_break(self, wrapped: Callable[..., Any], translator: Any, args: tuple, kwargs: dict) -> Any:
         code_options, reason, exc = call_arguments(args, kwargs, _GRAPH_BREAK_ARGS)

@@ -1,13 +1,18 @@
-"""Imports torch with TORCH_LOGS checked first, so a bad value is reported clearly instead of crashing the import."""
+"""Checks TORCH_LOGS before torch applies it, so a bad value is reported clearly instead of crashing the import."""
 
 from __future__ import annotations
 
+import importlib.abc
 import importlib.util
 import os
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from importlib.machinery import ModuleSpec
 from types import ModuleType
 
+from torch_otel.capture.registry_snapshots import installed_torch_version, release
 from torch_otel.capture.torch_logs import (
     TorchLogsError,
     parse_torch_logs,
@@ -15,23 +20,6 @@ from torch_otel.capture.torch_logs import (
 )
 
 TORCH_LOGS = "TORCH_LOGS"
-
-
-def import_torch_checked() -> None:
-    """Import torch; if TORCH_LOGS is set, validate it with ``parse_torch_logs`` before torch applies it.
-
-    Raises ``TorchLogsError`` for a bad value. If torch was already imported, TORCH_LOGS was already accepted.
-    """
-    if "torch" in sys.modules:
-        return
-    raw = os.environ.get(TORCH_LOGS)
-    import_torch_with_logs_held()
-    if raw is None:
-        return
-    parse_torch_logs(raw)
-    from torch_otel.capture.torch_internals import init_logs
-
-    init_logs()
 
 
 def check_torch_logs(raw: str | None, program_path: Sequence[str] = ()) -> None:
@@ -42,9 +30,7 @@ def check_torch_logs(raw: str | None, program_path: Sequence[str] = ()) -> None:
     lacks (its script's folder)."""
     if raw is None:
         return
-    saved = list(sys.path)
-    sys.path[:0] = [entry for entry in program_path if entry not in sys.path]
-    try:
+    with _searching(program_path):
         try:
             parse_torch_logs(raw, snapshot_registry())
         except TorchLogsError:
@@ -52,8 +38,27 @@ def check_torch_logs(raw: str | None, program_path: Sequence[str] = ()) -> None:
                 raise
             import_torch_with_logs_held()
             parse_torch_logs(raw)
-    finally:
-        sys.path[:] = saved
+
+
+def check_torch_logs_before_import(raw: str | None, program_path: Sequence[str] = ()) -> None:
+    """Raise ``TorchLogsError`` only where torch is certain to reject TORCH_LOGS when it is imported, deciding
+    without importing torch (the value stays torch's to apply, or to refuse with its own error).
+
+    Certain means: torch is not imported yet, the installed torch (its distribution metadata) has the release of
+    a registry snapshot, and parsing against that snapshot fails without needing torch imported. A value that
+    names a module under ``torch`` (or a user package that imports torch) before its first bad item, or any value
+    for another torch release, passes unchecked. ``program_path`` is as for ``check_torch_logs``."""
+    if raw is None or "torch" in sys.modules:
+        return
+    installed, snapshot = installed_torch_version(), snapshot_registry()
+    if installed is None or snapshot.torch_version is None or release(installed) != release(snapshot.torch_version):
+        return
+    with _searching(program_path), _torch_import_refused():
+        try:
+            parse_torch_logs(raw, snapshot)
+        except TorchLogsError as error:
+            if not _needed_torch(error):
+                raise
 
 
 def import_torch_with_logs_held() -> ModuleType:
@@ -74,3 +79,55 @@ def torch_version() -> str | None:
         return str(torch.__version__)
     except Exception:  # noqa: BLE001 - no torch: scopes carry no version
         return None
+
+
+@contextmanager
+def _searching(program_path: Sequence[str]) -> Iterator[None]:
+    saved = list(sys.path)
+    sys.path[:0] = [entry for entry in program_path if entry not in sys.path]
+    try:
+        yield
+    finally:
+        sys.path[:] = saved
+
+
+class _TorchRefused(ModuleNotFoundError):
+    """Raised for ``import torch`` while TORCH_LOGS is checked before torch's own import."""
+
+
+class _RefuseTorch(importlib.abc.MetaPathFinder):
+    def __init__(self) -> None:
+        self.thread = threading.get_ident()
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> ModuleSpec | None:
+        # Only the checking thread: another thread's `import torch` proceeds as usual.
+        if fullname == "torch" and threading.get_ident() == self.thread:
+            raise _TorchRefused("torch is not imported while TORCH_LOGS is checked", name="torch")
+        return None
+
+
+@contextmanager
+def _torch_import_refused() -> Iterator[None]:
+    # Resolving a module under torch would import torch with TORCH_LOGS applied, which is torch's job, later.
+    finder = _RefuseTorch()
+    sys.meta_path.insert(0, finder)
+    try:
+        yield
+    finally:
+        sys.meta_path.remove(finder)
+
+
+def _needed_torch(error: BaseException) -> bool:
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [error]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        if isinstance(current, _TorchRefused):
+            return True
+        seen.add(id(current))
+        pending += [current.__cause__, current.__context__]
+    return False

@@ -27,6 +27,7 @@ FEATURES: dict[str, tuple[str, str]] = {
     "recompile reasons": ("torch._dynamo.convert_frame", "get_and_maybe_log_recompilation_reasons"),
     "recompile limit": ("torch._dynamo.convert_frame", "exceeds_recompile_limit"),
     "graph breaks": ("torch._dynamo.symbolic_convert", "InstructionTranslatorBase.log_graph_break"),
+    "frame compiles": ("torch._dynamo.convert_frame", "_compile"),
 }
 
 ANY = "*"  # a parameter the hook passes through without reading: its name may differ between torch versions
@@ -39,6 +40,7 @@ SIGNATURES: dict[str, tuple[str, ...]] = {
     "recompile reasons": (ANY, "frame"),  # cache_entry in 2.4-2.12, cache_entries in 2.13
     "recompile limit": ("cache_size", "compile_id"),  # paired with its (exceeded, limit_type) result
     "graph breaks": ("self", "code_options", "reason", "exc"),
+    "frame compiles": ("code", ANY, "locals", ANY, "closure", ANY, "one_graph"),
 }
 
 _POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
@@ -162,6 +164,86 @@ def graph_break_location(exc: Any, code_options: Any) -> tuple[str | None, int |
         return None, None
 
 
+class FunctionIdentity(NamedTuple):
+    """What a compile compiled, as the user knows it: ``code.function.name``, ``code.file.path``,
+    ``code.line.number`` (the line of its ``def``)."""
+
+    function: str
+    file: str
+    line: int
+
+
+def code_identity(code: Any) -> FunctionIdentity:
+    """A code object's own name, file and first line."""
+    return FunctionIdentity(str(code.co_name), str(code.co_filename), int(code.co_firstlineno or 0))
+
+
+def _module_forward(module: Any, method: str = "forward") -> FunctionIdentity | None:
+    """``<Class>.<method>`` at the line of its definition, for an ``nn.Module``; None for anything else."""
+    nn_module = getattr(sys.modules.get("torch.nn"), "Module", None)
+    if nn_module is None or not isinstance(module, nn_module):
+        return None
+    code = getattr(getattr(type(module), method, None), "__code__", None)
+    name = f"{type(module).__name__}.{method}"
+    return code_identity(code)._replace(function=name) if code is not None else None
+
+
+def compiled_function(code: Any, frame_locals: Any, closure: Any) -> FunctionIdentity:
+    """The function a frame compile is for, from ``torch._dynamo.convert_frame._compile``'s arguments.
+
+    ``torch.compile(module)`` of a module torch's trace rules know (``nn.Sequential``, any ``torch.nn`` module)
+    compiles the frame of ``torch._dynamo.external_utils.wrap_inline``'s ``inner``, whose closure cell ``fn`` holds
+    the module (``OptimizedModule._initialize``): that is named ``<ModuleClass>.forward`` at its ``forward``'s
+    definition. Any other module's compiled frame is its own ``forward``, named after the class of its ``self``."""
+    try:
+        names = code.co_freevars
+        if "fn" in names and closure and code.co_filename == _external_utils_file():
+            wrapped = closure[names.index("fn")].cell_contents
+            identity = _module_forward(wrapped)
+            if identity is None and hasattr(wrapped, "__code__"):
+                identity = code_identity(wrapped.__code__)
+            if identity is not None:
+                return identity
+        if code.co_argcount and isinstance(frame_locals, dict):
+            receiver, name = frame_locals.get(code.co_varnames[0]), code.co_name
+            if getattr(getattr(type(receiver), name, None), "__code__", None) is code:
+                identity = _module_forward(receiver, name)
+                if identity is not None:
+                    return identity
+    except Exception:  # noqa: BLE001, S110 - another torch's wrapper: the frame's own code names it
+        pass
+    return code_identity(code)
+
+
+def _external_utils_file() -> str | None:
+    return getattr(sys.modules.get("torch._dynamo.external_utils"), "__file__", None)
+
+
+def recompile_limit_raises(one_graph: bool) -> bool:
+    """Whether torch raises ``FailOnRecompileLimitHit`` to the caller when a frame hits its recompile limit, rather
+    than running the frame without compiling: ``config.fail_on_recompile_limit_hit`` or ``fullgraph=True``
+    (``one_graph``), as ``torch._dynamo.convert_frame._compile`` decides."""
+    try:
+        import torch._dynamo.config as dynamo_config
+
+        return bool(one_graph or getattr(dynamo_config, "fail_on_recompile_limit_hit", False))
+    except Exception:  # noqa: BLE001 - never raise into torch
+        return bool(one_graph)
+
+
+def compile_metrics_in_progress() -> bool:
+    """Whether torch is collecting a compile's CompilationMetrics now (``torch._dynamo.utils.get_metrics_context``)
+    and will hand them to the hooked ``log_compilation_event``: a backward compile's metrics are logged only after
+    its ``entire_backward_compile`` phase has ended."""
+    try:
+        get_metrics_context = getattr(sys.modules.get("torch._dynamo.utils"), "get_metrics_context", None)
+        if get_metrics_context is None or feature_function("compilation metrics") is None:
+            return False
+        return bool(get_metrics_context().in_progress())
+    except Exception:  # noqa: BLE001 - never raise into torch
+        return False
+
+
 def recompile_limit(limit_type: str) -> Any:
     """The value of the dynamo config limit (``recompile_limit``, ...) a frame hit."""
     try:
@@ -239,10 +321,10 @@ def is_torch_handler(handler: logging.Handler) -> bool:
 
 
 def is_torch_stderr_handler(handler: logging.Handler) -> bool:
-    """True for torch's own console handler (not its TORCH_LOGS_OUT file, not its TORCH_TRACE handler)."""
+    """True for torch's own console handler (not its TORCH_LOGS_OUT file, not its TORCH_TRACE handler). It is a
+    StreamHandler up to torch 2.14 and a plain Handler that follows ``sys.stderr`` (``_StderrHandler``) in 2.15."""
     return (
         is_torch_handler(handler)
-        and isinstance(handler, logging.StreamHandler)
         and not isinstance(handler, logging.FileHandler)
         and handler is not getattr(logging_internal(), "LOG_TRACE_HANDLER", None)
     )
@@ -269,6 +351,47 @@ def after_init_logs(callback: Callable[[], None]) -> list[Patch]:
         for owner in (internal, torch_logging)
         if getattr(owner, "_init_logs", None) is original
     ]
+
+
+def trace_id_filter() -> frozenset[str]:
+    """The ids torch's own log handlers let through under TORCH_LOGS_TRACE_ID_FILTER, as torch compares them,
+    brackets included (``{"[0/1]", "[1/0_1]"}``); empty when no filter is active. Read from torch itself: the set
+    torch parsed once, at import, into ``DEFAULT_FORMATTER._trace_id_filter`` (torch/_logging/_internal.py,
+    ``_default_formatter``). When TORCH_LOGS_FORMAT is set, DEFAULT_FORMATTER is a plain ``logging.Formatter`` and
+    torch applies no filter, so neither does this."""
+    internal = logging_internal()
+    formatter = getattr(internal, "DEFAULT_FORMATTER", None)
+    if not isinstance(formatter, getattr(internal, "TorchLogsFormatter", ())):
+        return frozenset()
+    ids = getattr(formatter, "_trace_id_filter", None)
+    return frozenset(ids) if ids else frozenset()
+
+
+def trace_id_filter_check(
+    current_compile: Callable[[], Any], compile_id_text: Callable[[Any], str]
+) -> Callable[[logging.LogRecord], bool] | None:
+    """A predicate that is True for the records torch's DEFAULT_FORMATTER prints (non-empty) under the active
+    ``trace_id_filter()``, or None when no filter is active. It mirrors ``TorchLogsFormatter.format``
+    (torch/_logging/_internal.py): a record of an artifact with its own formatter
+    (``log_registry.artifact_log_formatters``) always passes; any other passes only while a compile whose
+    ``[trace id]`` is in the set runs on the calling thread, so records with no compile id never pass.
+    ``current_compile`` and ``compile_id_text`` are ``compile_readers()``; call the predicate inside ``emit``."""
+    ids = trace_id_filter()
+    if not ids:
+        return None
+    registry = logging_internal().log_registry
+    get_logger = logging.getLogger
+
+    def passes(record: logging.LogRecord) -> bool:
+        key = current_compile()
+        if key is not None and f"[{compile_id_text(key)}]" in ids:
+            return True
+        own_formats = registry.artifact_log_formatters
+        if not own_formats:
+            return False
+        return getattr(get_logger(record.name), "artifact_name", None) in own_formats
+
+    return passes
 
 
 # -- the compile id ------------------------------------------------------------------------------------------------

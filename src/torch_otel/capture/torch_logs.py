@@ -1,4 +1,4 @@
-"""Parse TORCH_LOGS values exactly as torch 2.13 does, without touching torch's log registry."""
+"""Parse TORCH_LOGS values as torch 2.13 does, without touching torch's log registry or importing named packages."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib.machinery import ModuleSpec
 
-from . import _registry_snapshot
+from . import registry_snapshots
 
 __all__ = [
     "Registry",
@@ -88,16 +88,10 @@ def live_registry() -> Registry | None:
     )
 
 
-def snapshot_registry() -> Registry:
-    """The registry of torch 2.13, frozen in ``_registry_snapshot``."""
-    snap = _registry_snapshot
-    return Registry(
-        aliases=dict(snap.ALIASES),
-        artifacts=snap.ARTIFACTS,
-        off_by_default=snap.OFF_BY_DEFAULT,
-        descriptions=dict(snap.DESCRIPTIONS),
-        torch_version=snap.TORCH_VERSION,
-    )
+def snapshot_registry(torch_version: str | None = None) -> Registry:
+    """The frozen registry of ``torch_version``'s release (default: the installed torch's, from its package
+    metadata), or of the nearest older release shipped (``registry_snapshots``)."""
+    return Registry(**registry_snapshots.load(torch_version))
 
 
 def current_registry() -> Registry:
@@ -113,7 +107,26 @@ def _as_tuple(qnames: str | Iterable[str]) -> tuple[str, ...]:
 
 
 def parse_torch_logs(value: str, registry: Registry | None = None) -> TorchLogsSettings:
-    """Parse value as torch's ``_parse_log_settings`` does; TorchLogsError where torch fails."""
+    """Parse value as torch's ``_parse_log_settings`` (torch/_logging/_internal.py) does, without touching torch's
+    registry, log state or loggers, and without importing the packages the value names.
+
+    Returns ``logger_levels`` (logger name to ``logging`` level: torch's ``LogState.log_qname_to_level``),
+    ``artifacts`` (torch's ``LogState.artifact_names``), and the items that named a registered ``components`` alias
+    or a ``modules`` name, each with its level. Names come from ``registry``: by default torch's live registry
+    (importing torch if needed), else the snapshot of the installed torch's release. Raises ``TorchLogsError`` (a
+    ``ValueError`` naming the value and the bad item) wherever torch raises, and for the empty value, which torch
+    accepts and then fails on inside ``import torch``.
+
+    ``logger_levels`` equals torch's, except under a package named in the value. Torch imports each of its
+    subpackages and walks what the imported module's ``__path__`` holds; this function reads a package (the named
+    one or a subpackage) that this process has not imported from its folder on disk, and one it has imported from
+    its ``__path__``. The two differ for a subpackage whose import fails (torch leaves out its submodules, which are
+    listed here), and for one whose import replaces its ``sys.modules`` entry or changes its ``__path__`` (torch
+    lists the replacement's submodules under the subpackage's name; here they appear only once the subpackage is
+    imported). In torch 2.13, ``torch.distributed._shard.checkpoint``, ``torch.distributed._sharded_tensor`` and
+    ``torch.distributed._sharding_spec`` replace themselves, so before they are imported ``torch.distributed`` gives
+    362 names here and 430 from torch; ``torch.utils`` lists 8 names under ``torch.utils.tensorboard`` that torch
+    leaves out when tensorboard is not installed."""
     registry = registry if registry is not None else current_registry()
     items = _split_items(value, registry)
     state = _ParseState(registry)

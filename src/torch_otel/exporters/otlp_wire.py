@@ -86,9 +86,12 @@ class LogEncoder:
             severity, attributes, event_name = self._site(record.site)
         body = record.body.encode("utf-8", "surrogatepass")
         body_size = varint(len(body))
+        timestamp = _FIXED64(record.timestamp_ns)
         parts = [
             b"\x09",
-            _FIXED64(record.timestamp_ns),
+            timestamp,
+            b"\x59",  # observed_time_unix_nano (11): the handler saw the record as torch logged it
+            timestamp,
             severity,
             b"\x2a",
             varint(len(body) + len(body_size) + 1),
@@ -169,11 +172,21 @@ class EncodedBatch(NamedTuple):
     records: int
 
 
-def grpc_log_exporter_for_bytes(**kwargs: Any) -> Any:
-    """The SDK's gRPC OTLP log exporter, sending pre-encoded requests (same channel, headers, retries)."""
+# What the fast path overrides or calls in the SDK's gRPC exporter. All are private: present from
+# opentelemetry-exporter-otlp-proto-grpc 1.40 (checked on 1.39.0, 1.44.0 and 1.45.2: 1.39 builds its channel inline
+# in __init__, so there is no _initialize_channel_and_stub to hook).
+_GRPC_MEMBERS = ("_initialize_channel_and_stub", "_translate_data", "_count_data", "_export")
+
+
+def grpc_log_exporter_for_bytes(**kwargs: Any) -> Any | None:
+    """The SDK's gRPC OTLP log exporter, sending pre-encoded requests (same channel, headers, retries), or None
+    where this release of the exporter lacks a private member the fast path relies on (``_GRPC_MEMBERS``)."""
     from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
     from opentelemetry.exporter.otlp.proto.grpc.exporter import OTLPExporterMixin
     from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
+
+    if not all(callable(getattr(OTLPLogExporter, member, None)) for member in _GRPC_MEMBERS):
+        return None
 
     class PreEncodedGrpcLogExporter(OTLPLogExporter):
         def _initialize_channel_and_stub(self) -> None:
@@ -198,11 +211,17 @@ def grpc_log_exporter_for_bytes(**kwargs: Any) -> Any:
             # The mixin is generic over SDK record types; what goes through here is already-encoded bytes.
             return OTLPExporterMixin._export(self, batch) == LogRecordExportResult.SUCCESS  # type: ignore[misc]  # see above
 
-    return PreEncodedGrpcLogExporter(**kwargs)
+    exporter = PreEncodedGrpcLogExporter(**kwargs)
+    if isinstance(exporter._client, SimpleNamespace):
+        return exporter
+    _discard(exporter)  # the parent never called the hook that installs the bytes stub
+    return None
 
 
-def http_log_exporter_for_bytes(**kwargs: Any) -> Any:
-    """The SDK's HTTP/protobuf OTLP log exporter, sending pre-encoded requests."""
+def http_log_exporter_for_bytes(**kwargs: Any) -> Any | None:
+    """The SDK's HTTP/protobuf OTLP log exporter, sending pre-encoded requests, or None where this release of the
+    exporter has no ``_client.export(bytes)`` (it appeared in opentelemetry-exporter-otlp-proto-http 1.45; 1.44
+    and older post with a private ``_export`` that has no retries of its own)."""
     from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 
     class PreEncodedHttpLogExporter(OTLPLogExporter):
@@ -211,7 +230,18 @@ def http_log_exporter_for_bytes(**kwargs: Any) -> Any:
                 return False
             return bool(self._client.export(batch.data).success)
 
-    return PreEncodedHttpLogExporter(**kwargs)
+    exporter = PreEncodedHttpLogExporter(**kwargs)
+    if callable(getattr(getattr(exporter, "_client", None), "export", None)):
+        return exporter
+    _discard(exporter)
+    return None
+
+
+def _discard(exporter: Any) -> None:
+    try:
+        exporter.shutdown()
+    except Exception:  # noqa: BLE001, S110 - a half-usable exporter may fail to shut down; it sent nothing
+        pass
 
 
 class WireLogSink:

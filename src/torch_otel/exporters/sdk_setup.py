@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -58,6 +59,8 @@ _RANK_VARIABLES = {
     "WORLD_SIZE": catalog.RESOURCE_WORLD_SIZE,
     "LOCAL_RANK": catalog.RESOURCE_LOCAL_RANK,
 }
+
+_log = logging.getLogger("torch_otel")
 
 
 def build_resource(environ: Mapping[str, str] | None = None) -> Resource:
@@ -136,9 +139,15 @@ def run_bounded(
     return {name for name, thread in threads.items() if thread.is_alive()}
 
 
-def _wire_log_sink(planned: PlannedExporter, resource: Resource, settings: Settings) -> WireLogSink:
-    """torch-otel's fast log path: its own encoder, the SDK's OTLP transport."""
+def _wire_log_sink(planned: PlannedExporter, resource: Resource, settings: Settings) -> WireLogSink | None:
+    """torch-otel's fast log path: its own encoder, the SDK's OTLP transport; None where the installed exporter
+    cannot send pre-encoded bytes, so that records take the SDK's own pipeline instead of being lost."""
     exporter = grpc_log_exporter_for_bytes() if planned.protocol == "grpc" else http_log_exporter_for_bytes()
+    if exporter is None:
+        _log.debug(
+            "torch-otel: this OTLP %s log exporter cannot send pre-encoded bytes; using the SDK path", planned.protocol
+        )
+        return None
     version = resource.attributes.get(catalog.RESOURCE_TORCH_VERSION)
     encoder = LogEncoder(dict(resource.attributes), None if version is None else str(version))
     return WireLogSink(exporter, encoder, settings.max_batch_bytes, LEDGER.logs)
@@ -378,7 +387,8 @@ def configure_sdk(settings: Settings, environ: Mapping[str, str] | None = None) 
         only_otlp = _only_otlp(plan, "logs")
         if settings.fast_path and only_otlp is not None:  # any other list goes through the SDK's pipeline
             log_sink = _wire_log_sink(only_otlp, resource, settings)
-            exporters.append(log_sink)
+            if log_sink is not None:
+                exporters.append(log_sink)
         logger_provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
         for planned in plan.exporters["logs"]:  # one counted pipeline per exporter: each delivery counts
             batched = ByteBudgetLogExporter(

@@ -193,6 +193,7 @@ class LogRecordConverter:
         site = prepared.site
         self._logger(site.scope).emit(
             timestamp=prepared.timestamp_ns,
+            observed_timestamp=prepared.timestamp_ns,  # the handler saw it as torch logged it
             context=prepared.context,
             severity_number=SeverityNumber(site.severity_number),
             severity_text=site.severity_text,

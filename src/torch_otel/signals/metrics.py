@@ -6,13 +6,12 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Callable, Sequence
-from types import CodeType
 from typing import Any
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
 from torch_otel import catalog
-from torch_otel.capture.torch_hooks import Phase
+from torch_otel.capture.torch_hooks import FunctionIdentity, Phase
 from torch_otel.exporters.delivery import LEDGER, Ledger
 
 _CAUSE_PATTERNS = (
@@ -140,12 +139,12 @@ class CompileMetrics:
                 if isinstance(count, int) and count > 0:
                     self._cache_lookups.add(count, {catalog.LABEL_CACHE: cache, catalog.LABEL_CACHE_RESULT: result})
 
-    def recompiled(self, reasons: Sequence[str], code: CodeType | None) -> None:
+    def recompiled(self, reasons: Sequence[str], function: FunctionIdentity | None) -> None:
         self._recompiles.add(
             1,
             {
                 catalog.LABEL_CAUSE: recompile_cause(reasons[0] if reasons else ""),
-                catalog.LABEL_FUNCTION: self._functions(code.co_name if code else None),
+                catalog.LABEL_FUNCTION: self._functions(function.function if function else None),
             },
         )
 
@@ -165,7 +164,7 @@ class CompileMetrics:
             },
         )
 
-    def recompile_limit_hit(self, limit_type: str, limit: Any) -> None:
+    def recompile_limit_hit(self, limit_type: str, limit: Any, raises: bool) -> None:
         """Counted as recompiles already; the ERROR event is the spans' job."""
 
     def _observe_dropped(self, options: CallbackOptions) -> list[Observation]:

@@ -3,12 +3,13 @@ graph-break events on them (and on the application span that paid), each mirrore
 
 from __future__ import annotations
 
+import logging
+import re
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from types import CodeType
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -18,7 +19,8 @@ from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.trace import Link, Span, Status, StatusCode
 
 from torch_otel import catalog
-from torch_otel.capture.torch_hooks import Phase
+from torch_otel.capture import torch_internals
+from torch_otel.capture.torch_hooks import FunctionIdentity, Phase
 from torch_otel.signals.ids import PRIVATE_IDS
 from torch_otel.signals.redaction import Redactor
 
@@ -60,22 +62,30 @@ METRIC_FIELDS = (
 )
 
 
+# torch's name for each analysis attempt of a frame compile (convert_frame.compile_frame): attempt 1 and up are
+# restarts (a graph break in an inlined call, a speculation that failed), as tlparse counts them.
+_ATTEMPT = re.compile(r"compile_attempt_(\d+)")
+
+
 @dataclass
 class _OpenPhase:
     span: Span
     token: Any  # what otel_context.attach returned, or None
     compile_id: str | None
     app_span: Span | None = None
-    code: CodeType | None = field(default=None)
+    function: FunctionIdentity | None = None
+    restarts: int = 0
+    name: str = ""
+    end_ns: int | None = field(default=None)  # set on a root whose span waits for its compilation metrics
 
 
-def _code_attributes(code: CodeType | None) -> dict[str, Any]:
-    if code is None:
+def _code_attributes(function: FunctionIdentity | None) -> dict[str, Any]:
+    if function is None:
         return {}
     return {
-        catalog.ATTR_CODE_FUNCTION: code.co_name,
-        catalog.ATTR_CODE_FILE: code.co_filename,
-        catalog.ATTR_CODE_LINE: code.co_firstlineno,
+        catalog.ATTR_CODE_FUNCTION: function.function,
+        catalog.ATTR_CODE_FILE: function.file,
+        catalog.ATTR_CODE_LINE: function.line,
     }
 
 
@@ -105,6 +115,8 @@ class CompileSpans:
         links: list[Link] = []
         app_span = None
         if phase.depth == 0:
+            self._end_awaiting()
+            attributes.update(self._redacted(_code_attributes(phase.function)))
             app_span = trace.get_current_span()
             if phase.name == "entire_backward_compile" and compile_id is not None and compile_id in self._forward_spans:
                 links.append(Link(self._forward_spans[compile_id], {"pytorch.link": "forward compile"}))
@@ -114,16 +126,38 @@ class CompileSpans:
         # A no-op tracer (no SDK configured) yields invalid spans; making one current would cut log records
         # off from the application span, so only valid spans become current.
         token = otel_context.attach(trace.set_span_in_context(span)) if span.get_span_context().is_valid else None
-        self._stack().append(_OpenPhase(span, token, compile_id, app_span))
+        stack = self._stack()
+        attempt = _ATTEMPT.fullmatch(phase.name)
+        if attempt and int(attempt[1]) > 0 and stack and stack[0].compile_id == compile_id:
+            stack[0].restarts += 1
+        stack.append(_OpenPhase(span, token, compile_id, app_span, phase.function, name=phase.name))
 
     def phase_ended(self, phase: Phase, end_ns: int) -> None:
         stack = self._stack()
         # One pop, unless a failed phase_started left this stack out of step with the hooks' one.
         while len(stack) > phase.depth:
             open_phase = stack.pop()
-            open_phase.span.end(end_time=end_ns)
             if open_phase.token is not None:
                 otel_context.detach(open_phase.token)
+            if stack:
+                open_phase.span.end(end_time=end_ns)
+                continue
+            if open_phase.name == "dynamo":
+                open_phase.span.set_attribute(catalog.ATTR_RESTARTS, open_phase.restarts)
+            # torch logs a backward compile's CompilationMetrics (its cache counts, its failure) only after this
+            # phase has ended: its span ends when they come (or when the next compile starts on this thread).
+            if open_phase.name == "entire_backward_compile" and torch_internals.compile_metrics_in_progress():
+                open_phase.end_ns = end_ns
+                self._local.awaiting = open_phase
+            else:
+                open_phase.span.end(end_time=end_ns)
+
+    def _end_awaiting(self) -> None:
+        """Ends the root span that waits for its compilation metrics, if any."""
+        awaiting: _OpenPhase | None = getattr(self._local, "awaiting", None)
+        if awaiting is not None:
+            self._local.awaiting = None
+            awaiting.span.end(end_time=awaiting.end_ns)
 
     def _remember_forward(self, compile_id: str, span_context: trace.SpanContext) -> None:
         with self._lock:
@@ -137,16 +171,23 @@ class CompileSpans:
 
     # -- what torch reports about the compile ----------------------------------------------------------
     def compilation_metrics(self, metrics: Any) -> None:
-        compile_phase = self._compile_phase()
+        compile_phase = self._compile_phase() or getattr(self._local, "awaiting", None)
         if compile_phase is None:
             return
+        try:
+            self._apply_metrics(compile_phase, metrics)
+        finally:
+            if compile_phase is getattr(self._local, "awaiting", None):
+                self._end_awaiting()
+
+    def _apply_metrics(self, compile_phase: _OpenPhase, metrics: Any) -> None:
         span = compile_phase.span
         attributes: dict[str, Any] = {}
         for name in METRIC_FIELDS:
             value = getattr(metrics, name, None)
             if isinstance(value, (bool, int, float, str)):
                 attributes[f"pytorch.compile.{name}"] = value
-        if getattr(metrics, "co_name", None):
+        if compile_phase.function is None and getattr(metrics, "co_name", None):
             attributes[catalog.ATTR_CODE_FUNCTION] = metrics.co_name
             attributes[catalog.ATTR_CODE_FILE] = str(metrics.co_filename)
             attributes[catalog.ATTR_CODE_LINE] = int(metrics.co_firstlineno or 0)
@@ -160,20 +201,21 @@ class CompileSpans:
             reason = self._redactor.text(f"{metrics.fail_type}: {metrics.fail_reason or ''}".strip())
             span.set_status(Status(StatusCode.ERROR, reason))
 
-    def recompiled(self, reasons: Sequence[str], code: CodeType | None) -> None:
+    def recompiled(self, reasons: Sequence[str], function: FunctionIdentity | None) -> None:
         compile_phase = self._compile_phase()
-        attributes = {catalog.ATTR_RECOMPILE_REASONS: list(reasons) or ["unknown"], **_code_attributes(code)}
+        attributes = {catalog.ATTR_RECOMPILE_REASONS: list(reasons) or ["unknown"], **_code_attributes(function)}
         compile_id = self._compile_id(compile_phase)
         if compile_id:
             attributes[catalog.ATTR_COMPILE_ID] = compile_id
-        if compile_phase is not None:
-            compile_phase.code = code
+        if compile_phase is not None and function is not None and compile_phase.function is None:
+            compile_phase.function = function
+            compile_phase.span.set_attributes(self._redacted(_code_attributes(function)))
         self._event(
             compile_phase,
             catalog.EVENT_RECOMPILE,
             attributes,
-            SeverityNumber.WARN,
-            "Recompiling " + (code.co_name if code else "a frame") + ": " + "; ".join(reasons),
+            logging.WARNING,
+            "Recompiling " + (function.function if function else "a frame") + ": " + "; ".join(reasons),
             on_app_span=True,
         )
 
@@ -201,15 +243,21 @@ class CompileSpans:
             compile_phase,
             catalog.EVENT_GRAPH_BREAK,
             attributes,
-            SeverityNumber.INFO,
+            logging.INFO,
             f"Graph break{location}: {reason}",
             on_app_span=False,
         )
 
-    def recompile_limit_hit(self, limit_type: str, limit: Any) -> None:
+    def recompile_limit_hit(self, limit_type: str, limit: Any, raises: bool) -> None:
         compile_phase = self._compile_phase()
-        attributes: dict[str, Any] = {catalog.ATTR_LIMIT_TYPE: limit_type, catalog.ATTR_LIMIT: str(limit)}
-        attributes.update(_code_attributes(compile_phase.code if compile_phase else None))
+        numeric = isinstance(limit, int) and not isinstance(limit, bool)
+        action = catalog.LIMIT_RAISES if raises else catalog.LIMIT_RUNS_EAGER
+        attributes: dict[str, Any] = {
+            catalog.ATTR_LIMIT_TYPE: limit_type,
+            catalog.ATTR_LIMIT: limit if numeric else str(limit),
+            catalog.ATTR_LIMIT_ACTION: action,
+        }
+        attributes.update(_code_attributes(compile_phase.function if compile_phase else None))
         compile_id = self._compile_id(compile_phase)
         if compile_id:
             attributes[catalog.ATTR_COMPILE_ID] = compile_id
@@ -218,8 +266,8 @@ class CompileSpans:
             compile_phase,
             catalog.EVENT_RECOMPILE_LIMIT,
             attributes,
-            SeverityNumber.ERROR,
-            f"torch._dynamo hit config.{limit_type} ({limit}) for {function}; it now runs without compiling",
+            logging.ERROR,
+            f"torch._dynamo hit config.{limit_type} ({limit}) for {function}; {catalog.LIMIT_OUTCOMES[action]}",
             on_app_span=True,
         )
 
@@ -247,7 +295,7 @@ class CompileSpans:
         compile_phase: _OpenPhase | None,
         name: str,
         attributes: dict[str, Any],
-        severity: SeverityNumber,
+        level: int,
         body: str,
         on_app_span: bool,
     ) -> None:
@@ -262,8 +310,8 @@ class CompileSpans:
             trace.get_current_span().add_event(name, attributes)
         self._event_logger.emit(
             timestamp=time.time_ns(),
-            severity_number=severity,
-            severity_text=severity.name,
+            severity_number=SeverityNumber(catalog.otel_severity_number(level)),
+            severity_text=catalog.severity_text(level),
             body=body,
             event_name=name,
             attributes={**attributes, catalog.ATTR_COMPONENT: "dynamo"},

@@ -1,16 +1,19 @@
 """`torch-otel doctor`: explain what torch-otel will export with the current environment, and check it.
 
-The report has five sections: TORCH_LOGS (what each item enables, as OpenTelemetry scopes and event names),
-torch-otel's own TORCH_OTEL_* settings, the OTEL_* exporter settings (resolved per signal the way the OTLP
-exporters resolve them), a live endpoint check (an empty OTLP export request per signal, sent to every distinct
-endpoint concurrently within ``--timeout``), and which span/metric hooks the installed torch offers (detected by
-attribute, not by version). ``--list`` prints every TORCH_LOGS component and artifact instead of the report.
+The report has five sections: TORCH_LOGS (what each item enables, as OpenTelemetry scopes and event names, and
+what torch's TORCH_LOGS_OUT, TORCH_LOGS_FORMAT and TORCH_LOGS_TRACE_ID_FILTER do when set), torch-otel's own
+TORCH_OTEL_* settings, the OTEL_* exporter settings (resolved per signal the way the OTLP exporters resolve them), a
+live endpoint check (an empty OTLP export request per signal, sent to every distinct endpoint concurrently within
+``--timeout``), and which span/metric hooks the installed torch offers (detected by attribute and signature, not by
+version: ``torch_internals.supported_features``). ``--list`` prints every TORCH_LOGS component and artifact instead
+of the report.
 
 Exit codes (the worst finding wins):
 
 * 2 - a bad setting: TORCH_LOGS, a TORCH_OTEL_* variable or an OTEL_* exporter variable torch-otel or the OTLP
-  exporters would reject (also bad command-line options). Settings are validated even when OTEL_SDK_DISABLED is
-  true, so they do not break once it is turned off.
+  exporters would reject, or a TORCH_LOGS_OUT or TORCH_LOGS_FORMAT that makes ``import torch`` raise (also bad
+  command-line options). Settings are validated even when OTEL_SDK_DISABLED is true, so they do not break once it
+  is turned off.
 * 1 - every setting is valid but an endpoint did not accept the export request: connection refused, timeout,
   TLS failure, name resolution failure, or an answer that is not success (HTTP 4xx/5xx, gRPC UNIMPLEMENTED,
   UNAUTHENTICATED, ...). Telemetry would be lost, so this is a failure, not a warning. A section the doctor
@@ -48,7 +51,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 from torch_otel import catalog
 from torch_otel import environment_variables as env
 from torch_otel.capture.torch_import import import_torch_with_logs_held
-from torch_otel.capture.torch_internals import FEATURES, resolve_attribute
+from torch_otel.capture.torch_internals import FEATURES, resolve_attribute, supported_features, why_missing
 from torch_otel.capture.torch_logs import (
     Registry,
     TorchLogsError,
@@ -93,10 +96,12 @@ _GRPC_SERVICES = {
     "traces": ("/opentelemetry.proto.collector.trace.v1.TraceService/Export", "trace", "ExportTraceService"),
     "metrics": ("/opentelemetry.proto.collector.metrics.v1.MetricsService/Export", "metrics", "ExportMetricsService"),
 }
-# (what torch-otel uses it for, module, attribute path): compile ids, then every hook torch_hooks installs
-_TORCH_FEATURES = (("compile ids on log records", "torch._guards", "CompileContext.current_trace_id"),) + tuple(
-    (feature, module_name, path) for feature, (module_name, path) in FEATURES.items()
-)
+# What torch-otel reads the compile id of a log record from (not a hook, so not in FEATURES).
+_COMPILE_IDS = ("compile ids on log records", "torch._guards", "CompileContext.current_trace_id")
+# torch's own siblings of TORCH_LOGS (torch/_logging/_internal.py), read when torch is imported.
+TORCH_LOGS_OUT = "TORCH_LOGS_OUT"
+TORCH_LOGS_FORMAT = "TORCH_LOGS_FORMAT"
+TORCH_LOGS_TRACE_ID_FILTER = "TORCH_LOGS_TRACE_ID_FILTER"
 
 
 # ------------------------------------------------------------------ report
@@ -230,12 +235,18 @@ def _torch_section(report: _Report, torch: Any | None, import_error: str | None)
         report.warning(f"torch is not importable ({import_error}); torch-otel cannot bridge anything")
         return
     report.info(f"version: {getattr(torch, '__version__', 'unknown')}")
-    for purpose, module_name, path in _TORCH_FEATURES:
-        name = f"{module_name}.{path}"
-        if resolve_attribute(module_name, path) is not None:
-            report.info(f"supported  {purpose}: {name}")
-        else:
-            report.warning(f"missing    {purpose}: {name} (this feature is skipped on this torch)")
+    purpose, module_name, path = _COMPILE_IDS
+    _feature_line(report, purpose, f"{module_name}.{path}", resolve_attribute(module_name, path) is not None)
+    for feature, supported in supported_features().items():
+        module_name, path = FEATURES[feature]
+        _feature_line(report, feature if supported else why_missing(feature), f"{module_name}.{path}", supported)
+
+
+def _feature_line(report: _Report, purpose: str, name: str, supported: bool) -> None:
+    if supported:
+        report.info(f"supported  {purpose}: {name}")
+    else:
+        report.warning(f"missing    {purpose}: {name} (this feature is skipped on this torch)")
 
 
 # ------------------------------------------------------------ TORCH_LOGS
@@ -252,6 +263,13 @@ def _registry_note(registry: Registry, torch: Any | None) -> str:
 
 def _torch_logs_section(report: _Report, environ: Mapping[str, str], registry: Registry, torch: Any | None) -> None:
     report.heading("TORCH_LOGS")
+    _describe_torch_logs(report, environ, registry, torch)
+    _describe_logs_out(report, environ)
+    _describe_logs_format(report, environ)
+    _describe_trace_id_filter(report, environ)
+
+
+def _describe_torch_logs(report: _Report, environ: Mapping[str, str], registry: Registry, torch: Any | None) -> None:
     raw = environ.get(TORCH_LOGS)
     if raw is None:
         report.info("not set: torch logs WARNING and above only; torch-otel still exports those records")
@@ -266,6 +284,74 @@ def _torch_logs_section(report: _Report, environ: Mapping[str, str], registry: R
     _describe_components(report, parsed, registry)
     _describe_artifacts(report, parsed, registry)
     _debug_note(report, parsed, registry)
+
+
+def _describe_logs_out(report: _Report, environ: Mapping[str, str]) -> None:
+    """TORCH_LOGS_OUT: torch adds a ``logging.FileHandler`` on it to every registered logger (``_init_logs``), which
+    opens the file at once, so a path that cannot be opened makes ``import torch`` raise."""
+    path = environ.get(TORCH_LOGS_OUT)
+    if path is None:
+        return
+    where = os.path.abspath(path)
+    if os.path.isdir(where):
+        report.bad_setting(
+            f"{TORCH_LOGS_OUT}={path!r} names a directory ({where}): torch opens it as a file, so `import torch` fails"
+        )
+    elif not os.path.isdir(os.path.dirname(where)):
+        report.bad_setting(f"{TORCH_LOGS_OUT}={path!r}: its folder does not exist, so `import torch` fails")
+    else:
+        report.info(
+            f"{TORCH_LOGS_OUT}={path!r}: torch also appends its log lines to this file; torch-otel exports the same "
+            f"records either way (TORCH_OTEL_TORCH_STDERR=off removes torch's console output, never this file)"
+        )
+
+
+def _describe_logs_format(report: _Report, environ: Mapping[str, str]) -> None:
+    """TORCH_LOGS_FORMAT: torch builds ``logging.Formatter(value)`` at import (``short`` and ``basic`` mean
+    ``logging.BASIC_FORMAT``; torch/_logging/_internal.py, ``_default_formatter``), which raises on a bad format."""
+    fmt = environ.get(TORCH_LOGS_FORMAT)
+    if fmt is None:
+        return
+    try:
+        logging.Formatter(logging.BASIC_FORMAT if fmt in ("short", "basic") else fmt)
+    except (ValueError, TypeError) as error:
+        report.bad_setting(
+            f"{TORCH_LOGS_FORMAT}={fmt!r}: torch rejects it at import ({error}), so `import torch` fails"
+        )
+        return
+    report.info(
+        f"{TORCH_LOGS_FORMAT}={fmt!r}: torch formats its own log lines with it; exported records carry the message "
+        f"alone, with the other fields as attributes"
+    )
+
+
+def _trace_id_filter_items(raw: str) -> list[str]:
+    """The ids in a TORCH_LOGS_TRACE_ID_FILTER value, in order and without repeats, as torch reads them: split on
+    commas, each stripped, empty ones ignored (torch/_logging/_internal.py, ``_default_formatter``)."""
+    return list(dict.fromkeys(item.strip() for item in raw.split(",") if item.strip()))
+
+
+def _describe_trace_id_filter(report: _Report, environ: Mapping[str, str]) -> None:
+    raw = environ.get(TORCH_LOGS_TRACE_ID_FILTER)
+    if raw is None:
+        return
+    ids = _trace_id_filter_items(raw)
+    if not ids:
+        effect = "no ids, so no filter: every record is exported"
+    elif TORCH_LOGS_FORMAT in environ:
+        effect = f"ignored because {TORCH_LOGS_FORMAT} is set (torch filters only with its own format)"
+    else:
+        effect = (
+            f"only records of {', '.join(ids)} are exported (torch prints only those too), and none logged outside "
+            f"a compile; torch-otel's compile spans, metrics and events are not filtered"
+        )
+    report.info(f"{TORCH_LOGS_TRACE_ID_FILTER}={raw!r}: {effect}")
+    for item in ids:
+        if len(item) < 3 or not (item.startswith("[") and item.endswith("]")):
+            report.warning(
+                f"{TORCH_LOGS_TRACE_ID_FILTER} item {item!r} matches no record: torch compares ids with brackets, "
+                f"e.g. [0/1] (did you mean '[{item.strip('[]')}]'?)"
+            )
 
 
 def _describe_components(report: _Report, parsed: TorchLogsSettings, registry: Registry) -> None:

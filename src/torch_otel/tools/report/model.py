@@ -50,6 +50,7 @@ class FunctionRow:
     backward_compiles: int
     backward_total_us: float
     compile_ids: tuple[str, ...] = ()  # forward compiles, in compile id order (per process: "rank 1 0/0")
+    restarts: int = 0  # analysis restarts over its compiles (pytorch.compile.restarts, summed)
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,7 @@ class LimitRow:
     function: str
     limit_type: str
     limit: str
+    action: str = ""  # what torch did (one of catalog.LIMIT_ACTIONS); "" when the input does not say
 
 
 @dataclass(frozen=True)
@@ -386,6 +388,7 @@ class ReportBuilder:
             row["compiles"] += 1
             row["recompiles"] += _is_recompile(span)
             row["failures"] += span.status_code == 2
+            row["restarts"] += _int_value(span.attributes.get(catalog.ATTR_RESTARTS)) or 0
             row["total_us"] += duration
             row["max_us"] = max(row["max_us"], duration)
         for span in backwards:
@@ -416,6 +419,7 @@ class ReportBuilder:
                         compile_ids[(function, file, line)], key=lambda pc: (pc[0], compile_id_sort_key(pc[1]))
                     )
                 ),
+                int(s["restarts"]),
             )
             for (function, file, line), s in stats.items()
         ]
@@ -550,6 +554,7 @@ class ReportBuilder:
                 function,
                 _text(attributes.get(catalog.ATTR_LIMIT_TYPE)) or "?",
                 _text(attributes.get(catalog.ATTR_LIMIT)) or "?",
+                action if (action := _text(attributes.get(catalog.ATTR_LIMIT_ACTION))) in catalog.LIMIT_ACTIONS else "",
             )
             seen.setdefault((process, compile_id, row.function, row.limit_type), row)
         return tuple(sorted(seen.values(), key=lambda r: (r.process, compile_id_sort_key(r.compile_id))))

@@ -79,6 +79,7 @@ def report_tables(report: Report) -> tuple[Table, ...]:
                 "location",
                 "compiles",
                 "recompiles",
+                "restarts",
                 "failed",
                 "total",
                 "max",
@@ -92,6 +93,7 @@ def report_tables(report: Report) -> tuple[Table, ...]:
                     Location(r.file, r.line),
                     str(r.compiles),
                     str(r.recompiles),
+                    str(r.restarts),
                     str(r.failures),
                     format_us(r.total_us),
                     format_us(r.max_us),
@@ -101,7 +103,7 @@ def report_tables(report: Report) -> tuple[Table, ...]:
                 )
                 for r in report.functions
             ),
-            numeric=(2, 3, 4, 5, 6, 7, 8),
+            numeric=(2, 3, 4, 5, 6, 7, 8, 9),
             empty="No torch.compile spans in the input.",
         ),
         Table(
@@ -123,8 +125,17 @@ def report_tables(report: Report) -> tuple[Table, ...]:
         Table(
             "limits",
             "Recompile limits hit",
-            ("compile id", "function", "limit", "value"),
-            tuple((with_process(r.process, r.compile_id), r.function, r.limit_type, r.limit) for r in report.limits),
+            ("compile id", "function", "limit", "value", "what torch did"),
+            tuple(
+                (
+                    with_process(r.process, r.compile_id),
+                    r.function,
+                    r.limit_type,
+                    r.limit,
+                    catalog.LIMIT_OUTCOMES.get(r.action, ""),
+                )
+                for r in report.limits
+            ),
             optional=True,
         ),
         Table(

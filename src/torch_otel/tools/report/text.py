@@ -95,9 +95,9 @@ def _columns(
 def _section(table: Table, width: int, path_width: int) -> list[str]:
     if table.key == "limits":  # a sentence each, under the recompiles
         return [
-            f"  recompile limit hit: {clean(function)} ({compile_id}): {clean(limit_type)} = {clean(limit)}; "
-            f"it now runs without compiling"
-            for compile_id, function, limit_type, limit in table.rows
+            f"  recompile limit hit: {clean(function)} ({compile_id}): {clean(limit_type)} = {clean(limit)}"
+            + (f"; {outcome}" if outcome else "")
+            for compile_id, function, limit_type, limit, outcome in table.rows
         ]
     layout = _LAYOUTS[table.key]
     out = ["", table.title]
