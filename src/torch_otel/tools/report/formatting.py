@@ -69,3 +69,32 @@ def exact_size(n: int) -> str:
         if n >= size and n % size == 0:
             return f"{n // size} {unit}"
     return plural(n, "byte")
+
+
+# Attribute keys that identify a request or step to its owner, looked for in this order (a key matches if it equals
+# one of these or ends with "." plus one of them); the rest of an application span's attributes follow.
+_IDENTIFYING_KEYS = (
+    "request.id", "request_id", "id", "step", "training.step", "epoch", "batch", "batch_size", "seq_len",
+    "sequence_length", "http.route", "url.path", "rank",
+)  # fmt: skip
+_MAX_LABEL_ATTRIBUTES = 3
+
+
+def _identifying_rank(key: str) -> int:
+    for rank, wanted in enumerate(_IDENTIFYING_KEYS):
+        if key == wanted or key.endswith("." + wanted) or key.endswith("_" + wanted):
+            return rank
+    return len(_IDENTIFYING_KEYS)
+
+
+def request_label(name: str, attributes: dict[str, Any] | None = None, width: int = 60) -> str:
+    """What identifies an application span (a request, a training step) to its owner: its name and up to three of
+    its attributes, identifying keys (``_IDENTIFYING_KEYS``) first, as ``name key=value key=value``, cut to
+    ``width`` characters (0: never). torch-otel's own ``pytorch.*`` and ``code.*`` attributes are left out."""
+    shown = sorted(
+        (key for key in (attributes or {}) if not key.startswith(("pytorch.", "code.", "torch_otel."))),
+        key=lambda key: (_identifying_rank(key), key),
+    )[:_MAX_LABEL_ATTRIBUTES]
+    parts = [clean(name) or "?"]
+    parts += [f"{clean(key.rpartition('.')[2])}={truncate(clean(attributes[key]), 24)}" for key in shown if attributes]
+    return truncate(" ".join(parts), width)
