@@ -6,7 +6,10 @@ stdout. Modes:
 * ``records``  per-record cost of torch's artifact logger under one setup (a-e, see ``SETUPS``), with the CPU time
                of every thread of the process;
 * ``steady``   ns per call of a warm ``torch.compile``d function, torch-otel off vs on, interleaved;
-* ``compile``  compile time of a small model with ``aot_eager``, torch-otel (spans only) off vs on, interleaved.
+* ``compile``  compile time of a small model with ``aot_eager``, torch-otel (spans only) off vs on, interleaved;
+* ``live``     the same compile with torch-otel on in every state: without the live compile events (no
+               ``pytorch.compile.start``, TORCH_OTEL_SLOW_COMPILE=off), with them as by default (60 s watchdog), and
+               with a watchdog that fires during every compile; states rotated.
 
 While measuring, fd 2 points at /dev/null, so torch's stderr handler (which holds ``sys.stderr``, i.e. fd 2) does
 real writes whose cost does not depend on a terminal. Tracebacks still reach the real stderr.
@@ -153,10 +156,10 @@ def otlp_tracer_provider(endpoint: str) -> Any:
     return provider
 
 
-def torch_otel_settings(queue_size: int) -> Any:
+def torch_otel_settings(queue_size: int, **overrides: Any) -> Any:
     import torch_otel
 
-    return torch_otel.Settings(queue_size=queue_size, shutdown_timeout=120.0)
+    return torch_otel.Settings(queue_size=queue_size, shutdown_timeout=120.0, **overrides)
 
 
 def torch_loggers() -> list[logging.Logger]:
@@ -338,8 +341,9 @@ class Toggle:
     """Switches torch-otel on and off around interleaved measurements, reusing the same providers (and, with
     ``fast_path``, the same OTLP log sink that `torch-otel run` uses by default)."""
 
-    def __init__(self, endpoint: str, fast_path: bool = False, queue_size: int = 20_000) -> None:
+    def __init__(self, endpoint: str, fast_path: bool = False, queue_size: int = 20_000, **settings: Any) -> None:
         self.queue_size = queue_size
+        self.settings = settings
         self.logger_provider, self.log_counter = otlp_log_pipeline(endpoint, 8192, byte_budget=3 * 1024 * 1024)
         self.sent = {"exported": 0, "failed": 0}  # by the fast path's sink
         self.log_sink = fast_path_sink(endpoint, self.sent) if fast_path else None
@@ -365,7 +369,7 @@ class Toggle:
         if on and not self.on:
             torch_otel.instrument(
                 logger_provider=self.logger_provider, tracer_provider=self.tracer_provider,
-                settings=torch_otel_settings(self.queue_size), log_sink=self.log_sink,
+                settings=torch_otel_settings(self.queue_size, **self.settings), log_sink=self.log_sink,
             )
         elif self.on and not on:
             torch_otel.uninstrument()
@@ -538,6 +542,88 @@ def run_compile(params: dict[str, Any]) -> dict[str, Any]:
     return {"runs": runs}
 
 
+# -- live compile events: the start record and the slow-compile watchdog, with torch-otel on in every state --------
+LIVE_STATES = ("without", "default", "firing")
+WATCHDOG_THREAD = "torch-otel-watchdog"
+
+
+class LiveTimer:
+    """CPU time inside the live events' own code: CompileSpans._start_event (the start record) and the watchdog
+    listener's phase_started/phase_ended on the compiling thread (wrapped on the classes for the run)."""
+
+    def __init__(self) -> None:
+        from torch_otel.signals.spans import CompileSpans
+        from torch_otel.signals.watchdog import CompileWatchdog
+
+        self.ns = 0
+        self.start_records = 0
+        self.slow_records = 0
+        self.enabled = True
+        warn = CompileWatchdog._warn
+
+        def counted_warn(watchdog: Any, due: Any) -> None:
+            self.slow_records += 1
+            warn(watchdog, due)
+
+        CompileWatchdog._warn = counted_warn  # type: ignore[method-assign]
+        for owner, name in ((CompileSpans, "_start_event"), (CompileWatchdog, "phase_started"),
+                            (CompileWatchdog, "phase_ended")):
+            setattr(owner, name, self._timed(getattr(owner, name), counts=name == "_start_event"))
+
+    def _timed(self, method: Callable[..., Any], counts: bool) -> Callable[..., Any]:
+        def timed(*args: Any) -> Any:
+            if counts and not self.enabled:
+                return None  # the "without" state: no start record
+            start = time.thread_time_ns()
+            try:
+                return method(*args)
+            finally:
+                self.ns += time.thread_time_ns() - start
+                self.start_records += counts
+
+        return timed
+
+
+def run_live(params: dict[str, Any]) -> dict[str, Any]:
+    import torch
+
+    repetitions = params["repetitions"]
+    firing_threshold = params.get("firing_threshold", 0.02)
+    with stderr_to_devnull():
+        timer = LiveTimer()
+        toggles = {"without": Toggle(params["endpoint"], slow_compile=None),
+                   "default": Toggle(params["endpoint"]),
+                   "firing": Toggle(params["endpoint"], slow_compile=firing_threshold)}
+        model, x = build_model(), torch.randn(8, 64)
+        runs: dict[str, list[dict[str, float]]] = {state: [] for state in LIVE_STATES}
+
+        def one(state: str) -> dict[str, float]:
+            toggle = toggles[state]
+            timer.enabled = state != "without"
+            toggle.set(True)
+            try:
+                live_ns, starts, slow = timer.ns, timer.start_records, timer.slow_records
+                threads0 = thread_cpu_seconds()
+                run = time_one_compile(model, x, toggle)
+                threads1 = thread_cpu_seconds()
+                run["live_ms"] = (timer.ns - live_ns) / 1e6
+                run["start_records"] = timer.start_records - starts
+                run["slow_records"] = timer.slow_records - slow
+                run["watchdog_thread_ms"] = (threads1.get(WATCHDOG_THREAD, 0.0)
+                                             - threads0.get(WATCHDOG_THREAD, 0.0)) * 1e3
+            finally:
+                toggle.set(False)
+            return run
+
+        for state in LIVE_STATES:  # first compiles pay one-time imports and caches
+            one(state)
+        settle_gc()
+        for rep in range(repetitions):
+            for state in LIVE_STATES[rep % 3:] + LIVE_STATES[:rep % 3]:
+                runs[state].append(one(state))
+    return {"runs": runs, "firing_threshold": firing_threshold}
+
+
 # -- workload: transformer blocks compiled by inductor, with TORCH_LOGS set or unset -----------------------
 WORKLOAD_TORCH_LOGS = "+dynamo,+inductor,recompiles,graph_breaks,guards,output_code"
 OUR_THREAD_PREFIXES = ("torch-otel", "OtelBatch")  # the bridge's export thread and the SDK's batch processors
@@ -688,7 +774,7 @@ def run_load(params: dict[str, Any]) -> dict[str, Any]:
 
 MODES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "records": run_records, "steady": run_steady, "compile": run_compile, "workload": run_workload,
-    "load": run_load, "paired": run_paired,
+    "load": run_load, "paired": run_paired, "live": run_live,
 }
 
 

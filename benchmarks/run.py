@@ -1,6 +1,6 @@
 """torch-otel benchmarks: what bridging torch's logs to OpenTelemetry costs, against baselines from the same run.
 
-    python benchmarks/run.py [--quick] [--json OUT] [--repetitions N] [--profile {a,b,c,d,e}]
+    python benchmarks/run.py [--quick] [--json OUT] [--repetitions N] [--profile {a,b,c,d,e}] [--parts P,...]
 
 1. Per-record cost of torch's artifact logger (``torch._dynamo.guards.__recompiles``, enabled with
    ``set_logs(recompiles=True)``) for a 200 B and a 100 KiB message, under five setups, each
@@ -20,7 +20,12 @@
 3. Spans only (TORCH_LOGS unset): three transformer blocks compiled by inductor on CPU from scratch (caches off),
    torch-otel on vs off, interleaved, plus torch-otel's self-time measured directly: its compile hooks, its export
    thread, the SDK's batch threads and the final flush. The goal (< 1 % of compile time) is judged on that
-   self-time. 3b repeats it for a tiny ``aot_eager`` compile (4×Linear+GELU), the worst case for the share.
+   self-time. 3b repeats it for a tiny ``aot_eager`` compile (4×Linear+GELU), the worst case for the share. 3c
+   isolates the live compile events (the ``pytorch.compile.start`` record and the slow-compile watchdog) on that
+   tiny compile: torch-otel on in every state, without them, with them as by default (60 s threshold: the
+   watchdog thread wakes once per compile and never fires) and with a watchdog that fires during every compile
+   (0.02 s: a record with the compiling thread's stack at 0.02, 0.04, 0.08 ... s), states rotated; plus the CPU
+   measured directly inside their code and in the watchdog thread.
 4. The same inductor workload with TORCH_LOGS="+dynamo,+inductor,recompiles,graph_breaks,guards,output_code" (torch's
    stderr handler on in both states, writing to /dev/null): the bridge's self-time per compile, log handler
    included, as a share of compile time.
@@ -29,6 +34,9 @@
 
 Wall times suffer when the machine is busy; the CPU-time columns (this thread / whole process) do much less, so
 every part reports both.
+
+``--parts`` runs only some parts (records, steady, spans, live, workload, load; default all), e.g.
+``--parts steady,spans,live`` for what the compile hooks cost.
 
 Every figure is a median over repetitions; ratios are ratios of medians. ``--profile SETUP`` instead samples one
 records child with py-spy (``pip install py-spy``) and prints where each thread spends its time.
@@ -254,6 +262,52 @@ def summarize_compile(result: dict[str, Any]) -> dict[str, Any]:
     return {"measures": measures, "spans_per_compile": median_of(on, "spans"),
             "hook_ms": hook_ms, "hook_share": hook_ms / measures["wall_ms"]["off"],
             "hook_cpu_ms": hook_cpu_ms, "hook_cpu_share": hook_cpu_ms / measures["thread_cpu_ms"]["off"]}
+
+
+LIVE_MEASURES = {"wall_ms": "wall", "thread_cpu_ms": "thread CPU", "cpu_ms": "process CPU incl. span flush"}
+
+
+def summarize_live(result: dict[str, Any]) -> dict[str, Any]:
+    runs = result["runs"]
+    base = runs["without"]
+    states = {}
+    for state in ("default", "firing"):
+        measures = {key: compare_on_off(runs[state], base, key) for key in LIVE_MEASURES}
+        for measure in measures.values():
+            measure["verdict"] = verdict(measure, 0.0, 1 + COMPILE_SHARE_GOAL)
+        live_ms = median_of(runs[state], "live_ms")
+        watchdog_ms = median_of(runs[state], "watchdog_thread_ms")
+        states[state] = {"measures": measures, "live_ms": live_ms, "watchdog_thread_ms": watchdog_ms,
+                         "start_records": median_of(runs[state], "start_records"),
+                         "slow_records": median_of(runs[state], "slow_records"),
+                         "self_cpu_share": (live_ms + watchdog_ms) / median_of(base, "thread_cpu_ms")}
+    return {"states": states, "firing_threshold": result["firing_threshold"], "compiles": len(base)}
+
+
+def live_report(summary: dict[str, Any]) -> str:
+    headers = ["compile ms", "without", "without range", "with", "with range", "with/without",
+               "paired (range)", "best", f"goal <{COMPILE_SHARE_GOAL:.0%}"]
+    parts = []
+    for state, title in (("default", "default settings (TORCH_OTEL_SLOW_COMPILE=60: never fires)"),
+                         ("firing", f"a watchdog firing during every compile "
+                                    f"(TORCH_OTEL_SLOW_COMPILE={summary['firing_threshold']:g})")):
+        data = summary["states"][state]
+        share = data["self_cpu_share"]
+        # Judged with the default threshold only: the firing state is a deliberate worst case (a slow record with
+        # the compiling thread's stack every time a 0.2 s compile doubles its run time), reported per record.
+        judged = (f" - goal <{COMPILE_SHARE_GOAL:.0%}: {'met' if share < COMPILE_SHARE_GOAL else 'MISSED'}"
+                  if state == "default" else
+                  f"; {data['slow_records']:.0f} slow records per compile, "
+                  f"{data['watchdog_thread_ms'] / max(data['slow_records'], 1):.2f} ms CPU each")
+        parts += [
+            f"{title}:",
+            table(headers, on_off_rows(data["measures"], LIVE_MEASURES, 1)),
+            f"measured directly, per compile: {data['live_ms']:.3f} ms CPU in the start record and the watchdog's "
+            f"phase tracking on the compiling thread ({data['start_records']:.0f} start records), "
+            f"{data['watchdog_thread_ms']:.3f} ms CPU in the watchdog thread (started afresh by each compile here, "
+            f"as each re-instruments) = {share:.3%} of the compile's thread CPU (without){judged}",
+        ]
+    return "\n".join([*parts, VERDICT_LEGEND])
 
 
 # -- 4. compile workload, 5. load ------------------------------------------------------------------------------
@@ -546,7 +600,21 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--repetitions", type=int,
                         help="override the fresh processes per records setup and the compiles per workload state")
     parser.add_argument("--profile", choices=sorted(SETUPS), help="py-spy one records run of SETUP instead")
+    parser.add_argument("--parts", type=parts_arg, default=PARTS,
+                        help="comma-separated parts to run: " + ",".join(PARTS) + " (default: all)")
     return parser.parse_args(argv)
+
+
+PARTS = ("records", "steady", "spans", "live", "workload", "load")
+
+
+def parts_arg(text: str) -> tuple[str, ...]:
+    parts = tuple(part.strip() for part in text.split(",") if part.strip())
+    unknown = sorted(set(parts) - set(PARTS))
+    if unknown or not parts:
+        raise argparse.ArgumentTypeError(f"unknown part(s) {', '.join(unknown) or '(none)'}; choose from "
+                                         + ", ".join(PARTS))
+    return parts
 
 
 def choose_config(args: argparse.Namespace) -> Config:
@@ -559,33 +627,79 @@ def choose_config(args: argparse.Namespace) -> Config:
     return config
 
 
-def run_all(config: Config, endpoint: str) -> dict[str, Any]:
-    progress("1/5 per-record cost")
-    record_runs = measure_records(config, endpoint)
-    paired = run_mode("paired", {"endpoint": endpoint, "count": config.small_records, "rounds": config.paired_rounds})
-    progress("2/5 steady state")
-    steady = run_mode("steady", {"endpoint": endpoint, "calls": config.steady_calls,
-                                  "repetitions": config.steady_repetitions})
-    progress("3/5 spans-only compile overhead (inductor workload, then a tiny aot_eager compile)")
+def run_all(config: Config, endpoint: str, parts: Sequence[str] = PARTS) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    if "records" in parts:
+        progress("1/5 per-record cost")
+        record_runs = measure_records(config, endpoint)
+        paired = run_mode("paired", {"endpoint": endpoint, "count": config.small_records,
+                                     "rounds": config.paired_rounds})
+        results.update(records_raw=record_runs, records=summarize_records(record_runs, config),
+                       paired_raw=paired, paired=summarize_paired(paired))
+    if "steady" in parts:
+        progress("2/5 steady state")
+        steady = run_mode("steady", {"endpoint": endpoint, "calls": config.steady_calls,
+                                      "repetitions": config.steady_repetitions})
+        results.update(steady_raw=steady, steady=summarize_steady(steady))
     workload_params = {"endpoint": endpoint, "repetitions": config.workload_repetitions}
-    spans_only = run_mode("workload", workload_params)
-    compiled = run_mode("compile", {"endpoint": endpoint, "repetitions": config.compile_repetitions})
-    progress(f"4/5 compile workload with TORCH_LOGS={WORKLOAD_TORCH_LOGS}")
-    with_logs = run_mode("workload", workload_params, env={"TORCH_LOGS": WORKLOAD_TORCH_LOGS})
-    progress("5/5 memory and throughput")
-    load = measure_load(config, endpoint)
-    return {"records_raw": record_runs, "records": summarize_records(record_runs, config),
-            "paired_raw": paired, "paired": summarize_paired(paired),
-            "steady_raw": steady, "steady": summarize_steady(steady),
-            "spans_only_raw": spans_only, "spans_only": summarize_workload(spans_only),
-            "compile_raw": compiled, "compile": summarize_compile(compiled),
-            "workload_raw": with_logs, "workload": summarize_workload(with_logs), "load": load}
+    if "spans" in parts:
+        progress("3/5 spans-only compile overhead (inductor workload, then a tiny aot_eager compile)")
+        spans_only = run_mode("workload", workload_params)
+        compiled = run_mode("compile", {"endpoint": endpoint, "repetitions": config.compile_repetitions})
+        results.update(spans_only_raw=spans_only, spans_only=summarize_workload(spans_only),
+                       compile_raw=compiled, compile=summarize_compile(compiled))
+    if "live" in parts:
+        progress("3c live compile events (start record, slow-compile watchdog) on the tiny aot_eager compile")
+        live = run_mode("live", {"endpoint": endpoint, "repetitions": config.compile_repetitions})
+        results.update(live_raw=live, live=summarize_live(live))
+    if "workload" in parts:
+        progress(f"4/5 compile workload with TORCH_LOGS={WORKLOAD_TORCH_LOGS}")
+        with_logs = run_mode("workload", workload_params, env={"TORCH_LOGS": WORKLOAD_TORCH_LOGS})
+        results.update(workload_raw=with_logs, workload=summarize_workload(with_logs))
+    if "load" in parts:
+        progress("5/5 memory and throughput")
+        results["load"] = measure_load(config, endpoint)
+    return results
 
 
 def report(info: dict[str, Any], config: Config, results: dict[str, Any], mode: str) -> str:
+    sections = [header(info, config, mode)]
+    if "records" in results:
+        sections += records_sections(config, results)
+    if "steady" in results:
+        sections.append(
+            f"2. Steady state: warm torch.compile(backend='eager') calls, {config.steady_repetitions} segments of "
+            f"{config.steady_calls} calls per state, on/off interleaved; best = ratio of the fastest segments\n"
+            + steady_report(results["steady"]))
+    if "spans_only" in results:
+        sections += [
+            f"3. Spans-only compile overhead (TORCH_LOGS unset): {WORKLOAD} compiled from scratch, "
+            f"{config.workload_repetitions} compiles each, on/off interleaved\n"
+            + workload_report(results["spans_only"], judged=True),
+            f"3b. For reference, the worst case for the share: a tiny compile, 4×(Linear+GELU), backend aot_eager, "
+            f"{config.compile_repetitions} compiles each, on/off interleaved (the goal is judged in 3)\n"
+            + compile_report(results["compile"]),
+        ]
+    if "live" in results:
+        sections.append(
+            f"3c. Live compile events (pytorch.compile.start, the slow-compile watchdog) on the tiny aot_eager "
+            f"compile, torch-otel on in every state: without them vs with them, {results['live']['compiles']} "
+            f"compiles per state, states rotated\n" + live_report(results["live"]))
+    if "workload" in results:
+        sections.append(
+            f"4. Compile workload with TORCH_LOGS={results['workload']['torch_logs']}: {WORKLOAD}, torch's stderr "
+            f"handler on in both (to /dev/null), torch-otel's fast path on vs off, {config.workload_repetitions} "
+            f"compiles each\n" + workload_report(results["workload"], judged=False))
+    if "load" in results:
+        sections.append("5. Under load (fresh processes, torch-otel's default settings, 200 B records through the "
+                        "recompiles logger)\n" + load_report(results["load"], config))
+    sections.append(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    return "\n\n".join(sections)
+
+
+def records_sections(config: Config, results: dict[str, Any]) -> list[str]:
     flags = records_flags(results["records"])
-    return "\n\n".join([
-        header(info, config, mode),
+    return [
         f"1. Per-record cost, artifact logger torch._dynamo.guards.__recompiles (median of {config.repetitions} "
         f"fresh processes; ×b = ratio to the stderr-only median; total CPU = every thread until flushed)\n"
         + records_report(results["records"]),
@@ -598,22 +712,7 @@ def report(info: dict[str, Any], config: Config, results: dict[str, Any], mode: 
         f"the median paired ratio.\n" + paired_report(results["paired"]),
         "CPU per record by thread (median; native = threads Python does not know, i.e. gRPC's C core)\n"
         + threads_report(results["records_raw"], config),
-        f"2. Steady state: warm torch.compile(backend='eager') calls, {config.steady_repetitions} segments of "
-        f"{config.steady_calls} calls per state, on/off interleaved; best = ratio of the fastest segments\n"
-        + steady_report(results["steady"]),
-        f"3. Spans-only compile overhead (TORCH_LOGS unset): {WORKLOAD} compiled from scratch, "
-        f"{config.workload_repetitions} compiles each, on/off interleaved\n"
-        + workload_report(results["spans_only"], judged=True),
-        f"3b. For reference, the worst case for the share: a tiny compile, 4×(Linear+GELU), backend aot_eager, "
-        f"{config.compile_repetitions} compiles each, on/off interleaved (the goal is judged in 3)\n"
-        + compile_report(results["compile"]),
-        f"4. Compile workload with TORCH_LOGS={results['workload']['torch_logs']}: {WORKLOAD}, torch's stderr "
-        f"handler on in both (to /dev/null), torch-otel's fast path on vs off, {config.workload_repetitions} "
-        f"compiles each\n" + workload_report(results["workload"], judged=False),
-        "5. Under load (fresh processes, torch-otel's default settings, 200 B records through the recompiles "
-        "logger)\n" + load_report(results["load"], config),
-        f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}",
-    ])
+    ]
 
 
 def _exit_on_sigterm(signum: int, frame: Any) -> None:
@@ -625,14 +724,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = choose_config(args)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)  # unwind, so the collector is stopped
     info = machine()
-    mode = "quick" if args.quick else "full"
+    mode = ("quick" if args.quick else "full") + ("" if args.parts == PARTS else f", parts {','.join(args.parts)}")
     with BlackholeCollector() as collector:
         progress(f"rotel-agent pid {collector.pid} on {collector.grpc_endpoint} (blackhole exporter)")
         if args.profile:
             profiled = profile(args.profile, config, collector.grpc_endpoint)
             print(header(info, config, f"profile of setup {args.profile}") + "\n\n" + profiled)
             return 0
-        results = run_all(config, collector.grpc_endpoint)
+        results = run_all(config, collector.grpc_endpoint, args.parts)
     print(report(info, config, results, mode))
     if args.json:
         args.json.write_text(json.dumps({"machine": info, "command": sys.argv, "config": asdict(config),

@@ -51,6 +51,19 @@ def test_bad_setting_exits_2_naming_variable_and_value(variable, value):
     assert f"{variable}={value!r}" in run.stderr
 
 
+def test_an_unknown_torch_otel_variable_is_one_warning_line_naming_the_closest_setting():
+    """TORCH_OTEL_SPAN=off is not TORCH_OTEL_SPANS=off: said once, by `run`, not again by the program's children."""
+    child = "import subprocess, sys; subprocess.run([sys.executable, '-c', 'import torch']); print('ran')"
+    run = torch_otel_run({**QUIET_OTEL, "TORCH_OTEL_SPAN": "off", "TORCH_OTEL_QUEUESIZE": "5"},
+                         sys.executable, "-c", child)
+    assert run.returncode == 0 and "ran" in run.stdout, run.stderr
+    lines = [line for line in run.stderr.splitlines() if "not a torch-otel setting" in line]
+    assert len(lines) == 1, run.stderr
+    assert lines[0].startswith("torch-otel: TORCH_OTEL_QUEUESIZE is not a torch-otel setting and is ignored (did you "
+                               "mean TORCH_OTEL_QUEUE_SIZE?); TORCH_OTEL_SPAN is not a torch-otel setting and is "
+                               "ignored (did you mean TORCH_OTEL_SPANS?)"), lines[0]
+
+
 def test_program_exit_code_is_passed_through():
     run = torch_otel_run(QUIET_OTEL, sys.executable, "-c", "import sys; sys.exit(7)")
     assert run.returncode == 7

@@ -29,6 +29,7 @@ DATASOURCES = "grafana/provisioning/datasources/datasources.yaml"
 GRAFANA_ALERTS = "grafana/provisioning/alerting/torch-compile-alerts.yaml"
 PROM_CONFIG = "prometheus/prometheus.yml"
 PROM_ALERTS = "prometheus/alerts.yml"
+STORM_ALERT, SKEW_ALERT = "TorchCompileRecompileStorm", "TorchCompileRankSkew"  # the two rules of PROM_ALERTS
 COMPOSE = "docker-compose.yaml"
 
 # Component types of otelcol-contrib, current names and the deprecated aliases older collectors know them by.
@@ -423,8 +424,8 @@ def test_every_promql_name_is_one_torch_otel_emits() -> None:
     for where, expr in exprs:
         names = promql_identifiers(expr)
         assert names - allowed == set(), f"{where}: {sorted(names - allowed)} are not names torch-otel emits: {expr}"
-        assert names & (set(catalog.PROMETHEUS_NAMES.values()) | {metric(catalog.METRIC_COMPILE_DURATION) + "_count",
-                        metric(catalog.METRIC_COMPILE_DURATION) + "_bucket"}), f"{where} queries no torch-otel metric"
+        assert names & (set(catalog.PROMETHEUS_NAMES.values()) | {metric(catalog.METRIC_COMPILE_DURATION) + suffix
+                        for suffix in ("_count", "_bucket", "_sum")}), f"{where} queries no torch-otel metric"
 
 
 def test_promql_identifier_extraction() -> None:
@@ -474,7 +475,7 @@ def test_grafana_alert_rule_is_a_recompile_storm_on_the_recompile_metric() -> No
 
 
 def test_prometheus_alert_rule_matches_the_grafana_one() -> None:
-    (rule,) = [r for g in read_yaml(PROM_ALERTS)["groups"] for r in g["rules"]]
+    (rule,) = [r for g in read_yaml(PROM_ALERTS)["groups"] for r in g["rules"] if r["alert"] == STORM_ALERT]
     (grafana,) = grafana_rules()
     (query,) = [i for i in grafana["data"] if i["datasourceUid"] == datasource_by_type("prometheus")["uid"]]
     assert rule["expr"] == query["model"]["expr"] + " > 10"
@@ -513,7 +514,7 @@ def test_promtool_unit_test_of_the_recompile_storm_rule(tmp_path: Path) -> None:
     def series(function: str, why: str, extra: str = "") -> dict[str, str]:
         return {"series": f'{name}{{{service}="trainer",{fn}="{function}",{cause}="{why}"{extra}}}', "values": "0+6x20"}
 
-    (rule,) = [r for g in read_yaml(PROM_ALERTS)["groups"] for r in g["rules"]]
+    (rule,) = [r for g in read_yaml(PROM_ALERTS)["groups"] for r in g["rules"] if r["alert"] == STORM_ALERT]
     labels = {service: "trainer", fn: "forward"}
 
     def render(template: str) -> str:
@@ -695,3 +696,212 @@ def test_readme_rotel_command_sends_traces_logs_and_metrics_where_documented(otl
         http_sink.close()
 
 
+
+
+# ---------------------------------------------------------------------------------------------- cross-rank compile skew
+
+
+def skew_rule() -> dict[str, Any]:
+    (rule,) = [r for g in read_yaml(PROM_ALERTS)["groups"] for r in g["rules"] if r.get("alert") == SKEW_ALERT]
+    return rule
+
+
+def compile_roots() -> set[str]:
+    """The pytorch.compile.phase values of whole compiles (not of the phases nested in them)."""
+    from torch_otel.capture.torch_hooks import COMPILE_ROOTS
+
+    return set(COMPILE_ROOTS.values())
+
+
+def root_phase_filters(expr: str) -> list[set[str]]:
+    return [set(m.split("|")) for m in re.findall(label(catalog.LABEL_PHASE) + r'\s*=~\s*"([^"]*)"', expr)]
+
+
+def skew_left_side(expr: str) -> str:
+    """The rule's expression without its threshold: each rank's compile seconds over the median rank's."""
+    left, _, threshold = expr.rpartition(">")
+    assert threshold.strip() == "30", expr
+    return " ".join(left.split())
+
+
+def test_rank_skew_rule_compares_each_ranks_compile_time_with_the_median_rank() -> None:
+    rule = skew_rule()
+    expr = rule["expr"]
+    duration_sum = metric(catalog.METRIC_COMPILE_DURATION) + "_sum"
+    service, rank = label(SERVICE_NAME), label(catalog.RESOURCE_RANK)
+    # Every selector is the compile-duration sum of the compile roots only (nested phases would count twice).
+    selectors = re.findall(r"\b(\w+)\{", expr)
+    assert selectors and set(selectors) == {duration_sum}, selectors
+    assert root_phase_filters(expr) == [compile_roots()] * len(selectors)
+    assert grouping_labels(expr) == {service, rank}
+    assert re.search(r"quantile\s+by\s*\(\s*" + service + r"\s*\)\s*\(\s*0\.5\s*,", expr), "median over the job"
+    assert re.search(r"on\s*\(\s*" + service + r"\s*\)\s*group_left", expr)
+    assert "offset 5m" in expr and rule["for"] == "1m" and rule["labels"] == {"severity": "warning"}
+    skew_left_side(expr)
+    text = json.dumps(rule["annotations"])
+    for needed in (catalog.EVENT_RECOMPILE, "pytorch.compile.start", "pytorch.compile.slow", catalog.SPAN_COMPILE,
+                   "resource." + catalog.RESOURCE_RANK, "$labels." + rank, "$labels." + service):
+        assert needed in text, f"the alert's annotations do not mention {needed}"
+
+
+def test_dashboard_shows_compile_time_per_rank_and_the_alerts_skew() -> None:
+    prom_uid = datasource_by_type("prometheus")["uid"]
+    service, rank = label(SERVICE_NAME), label(catalog.RESOURCE_RANK)
+    duration_sum = metric(catalog.METRIC_COMPILE_DURATION) + "_sum"
+    targets = [(p, t) for p, t in dashboard_targets() if datasource_uid(p, t) == prom_uid and duration_sum in t["expr"]]
+    side_by_side = [p for p, t in targets if p["type"] == "barchart" and t.get("instant")
+                    and grouping_labels(t["expr"]) == {service, rank} and "quantile" not in t["expr"]]
+    assert len(side_by_side) == 1 and side_by_side[0]["options"]["xField"] == rank
+    # The skew panel plots exactly the alert's left side, narrowed to the dashboard's $service.
+    alert = skew_left_side(skew_rule()["expr"]).replace(duration_sum + "{", duration_sum + '{service_name=~"$service", ')
+    skew = [(p, t) for p, t in targets if "quantile" in t["expr"]]
+    assert len(skew) == 1
+    panel, target = skew[0]
+    assert " ".join(target["expr"].split()).replace("( ", "(").replace(" )", ")") == \
+        alert.replace("( ", "(").replace(" )", ")")
+    steps = panel["fieldConfig"]["defaults"]["thresholds"]["steps"]
+    assert [s["value"] for s in steps] == [None, 30], "the red line is the alert's threshold"
+    for _, t in targets:
+        assert root_phase_filters(t["expr"]) and all(f == compile_roots() for f in root_phase_filters(t["expr"]))
+        assert t["legendFormat"] == "{{service_name}} rank {{pytorch_distributed_rank}}"
+
+
+def _compile_sum_series(rank: int, values: dict[str, str]) -> list[dict[str, str]]:
+    """One rank's pytorch_compile_duration_seconds_sum series as the collector exposes them (resource attributes as
+    labels): the torch.compile root and two of its nested phases, whose seconds are also inside the root's."""
+    name = metric(catalog.METRIC_COMPILE_DURATION) + "_sum"
+    identity = (f'{label(SERVICE_NAME)}="trainer",job="trainer",{label(catalog.RESOURCE_RANK)}="{rank}",'
+                f'{label(catalog.RESOURCE_LOCAL_RANK)}="{rank}",{label(catalog.RESOURCE_WORLD_SIZE)}="2",'
+                f'host_name="node0",{label(catalog.LABEL_OUTCOME)}="success"')
+    return [{"series": f'{name}{{{identity},{label(catalog.LABEL_PHASE)}="{phase}"}}', "values": series}
+            for phase, series in values.items()]
+
+
+def _expected_skew_alert(rank: int, value: str) -> dict[str, Any]:
+    rule = skew_rule()
+    labels = {label(SERVICE_NAME): "trainer", label(catalog.RESOURCE_RANK): str(rank)}
+
+    def render(template: str) -> str:
+        template = re.sub(r'\{\{\s*\$value\s*\|\s*printf\s*"%\.0f"\s*\}\}', value, template)
+        return re.sub(r"\{\{\s*\$labels\.(\w+)\s*\}\}", lambda m: labels[m.group(1)], template)
+
+    rendered = {k: render(v) for k, v in rule["annotations"].items()}
+    assert "{{" not in json.dumps(rendered), rendered
+    return {"exp_labels": {**labels, **rule["labels"]}, "exp_annotations": rendered}
+
+
+@needs_promtool
+def test_promtool_unit_test_of_the_rank_skew_rule(tmp_path: Path) -> None:
+    """Two ranks of one job, evaluated by Prometheus's own rule engine (promtool test rules), one sample a minute:
+
+    slow: both compiled 60 s at start; at minute 10 rank 1 alone finishes a 90 s recompile (its nested phases grow
+    too and must not count). It is 45 s over the median (the middle of 0 and 90): the alert fires for rank 1 only,
+    after its 1 minute `for`, and clears once the recompile is more than 5 minutes old.
+    balanced: both ranks recompile 90 s at minute 10: no alert.
+    startup: rank 0's series appears at minute 1 (60 s), rank 1's only at minute 6 with 360 s: its first
+    sample is the slow compile (increase() would ignore it); the alert fires for rank 1, 180 s over the median."""
+    yaml = pytest.importorskip("yaml")
+    rank0_steady = {"torch.compile": "60x20", "entire_frame_compile": "55x20", "backend_compile": "40x20"}
+    recompiled = {"torch.compile": "60x9 150x10", "entire_frame_compile": "55x9 140x10",
+                  "backend_compile": "40x9 120x10"}
+    alert = skew_rule()["alert"]
+
+    def case(series: list[dict[str, str]], checks: list[tuple[str, list[dict[str, Any]]]]) -> dict[str, Any]:
+        return {"interval": "1m", "input_series": series,
+                "alert_rule_test": [{"eval_time": t, "alertname": alert, "exp_alerts": exp} for t, exp in checks]}
+
+    slow = case(_compile_sum_series(0, rank0_steady) + _compile_sum_series(1, recompiled),
+                [("9m", []), ("10m", []), ("11m", [_expected_skew_alert(1, "45")]),
+                 ("14m", [_expected_skew_alert(1, "45")]), ("16m", [])])
+    balanced = case(_compile_sum_series(0, recompiled) + _compile_sum_series(1, recompiled),
+                    [("9m", []), ("11m", []), ("12m", []), ("14m", [])])
+    startup = case(_compile_sum_series(0, {"torch.compile": "_ 60x19", "entire_frame_compile": "_ 55x19"})
+                   + _compile_sum_series(1, {"torch.compile": "_x6 360x14", "entire_frame_compile": "_x6 350x14"}),
+                   [("5m", []), ("6m", []), ("7m", [_expected_skew_alert(1, "180")]), ("12m", [])])
+    tests = {"rule_files": [str(CONFIG / PROM_ALERTS)], "evaluation_interval": "1m", "tests": [slow, balanced, startup]}
+    test_file = tmp_path / "skew_test.yml"
+    test_file.write_text(yaml.safe_dump(tests, sort_keys=False), encoding="utf-8")
+    result = promtool("test", "rules", str(test_file))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def readme_printing_rotel_command() -> list[str]:
+    """README's first rotel command (the one that prints what arrives), as arguments after `$ROTEL`."""
+    text = (CONFIG / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```sh\n(.*?)```", text, re.S)
+    (block,) = [b for b in blocks if "--exporter blackhole" in b]
+    line = " ".join(block.replace("\\\n", " ").split("\n", 1)[1].split())
+    assert line.startswith("$ROTEL start "), line
+    return line.split()[1:]
+
+
+@pytest.mark.collector
+def test_readme_printing_rotel_command_shows_traces_logs_and_metrics(tmp_path: Path) -> None:
+    """Runs README's printing rotel command exactly as written, on free loopback ports instead of 4317/4318, sends
+    a span, a log record and a metric over OTLP/gRPC, and finds each one in what rotel-agent prints."""
+    import os
+    import time
+
+    from collector import accepts, agent_path, free_port, stop_process
+    from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
+    from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    args = readme_printing_rotel_command()
+    for signal in ("traces", "logs", "metrics"):
+        assert f"--debug-log {signal}" in " ".join(args), f"README's rotel command does not print {signal}"
+    grpc_port, http_port = free_port(), free_port()
+    ports = {"127.0.0.1:4317": f"127.0.0.1:{grpc_port}", "127.0.0.1:4318": f"127.0.0.1:{http_port}"}
+    assert set(ports) <= set(args), args
+    command = [str(agent_path()), *(ports.get(arg, arg) for arg in args),
+               "--pid-file", str(tmp_path / "rotel.pid"), "--log-file", str(tmp_path / "rotel.log")]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROTEL_")}
+    env["NO_COLOR"] = "1"
+    output = tmp_path / "rotel.out"
+    with open(output, "wb") as out:
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+    providers: list[Any] = []
+    try:
+        deadline = time.monotonic() + 10
+        while not accepts(grpc_port):
+            assert proc.poll() is None, f"rotel-agent exited: {output.read_text(errors='replace')}"
+            assert time.monotonic() < deadline, "rotel-agent did not start listening"
+            time.sleep(0.02)
+        endpoint = f"http://127.0.0.1:{grpc_port}"
+        resource = Resource.create({SERVICE_NAME: "printed-by-rotel"})
+        tracer_provider = TracerProvider(resource=resource)
+        tracer_provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=endpoint, insecure=True)))
+        logger_provider = LoggerProvider(resource=resource)
+        logger_provider.add_log_record_processor(
+            SimpleLogRecordProcessor(OTLPLogExporter(endpoint=endpoint, insecure=True)))
+        reader = InMemoryMetricReader()
+        meter_provider = MeterProvider(resource=resource, metric_readers=[reader])
+        providers += [tracer_provider, logger_provider, meter_provider]
+
+        with tracer_provider.get_tracer("test").start_as_current_span(catalog.SPAN_COMPILE):
+            logger_provider.get_logger("test").emit(body="guard failed: printed", event_name=catalog.EVENT_RECOMPILE)
+        meter_provider.get_meter("test").create_counter(catalog.METRIC_RECOMPILES).add(1, {catalog.LABEL_CAUSE: "shape"})
+        assert OTLPMetricExporter(endpoint=endpoint, insecure=True).export(reader.get_metrics_data()).name == "SUCCESS"
+
+        wanted = {"span": catalog.SPAN_COMPILE, "log record": "guard failed: printed",
+                  "metric": catalog.METRIC_RECOMPILES}
+        deadline = time.monotonic() + 10
+        while True:
+            printed = output.read_text(errors="replace")
+            missing = {what: text for what, text in wanted.items() if text not in printed}
+            if not missing:
+                break
+            assert time.monotonic() < deadline, f"rotel-agent did not print {missing}:\n{printed[-3000:]}"
+            time.sleep(0.05)
+        assert "ResourceMetrics" in printed and "printed-by-rotel" in printed
+    finally:
+        for provider in providers:
+            provider.shutdown()
+        stop_process(proc)

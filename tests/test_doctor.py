@@ -145,6 +145,18 @@ def test_bad_torch_logs_exits_2_with_the_parser_message(value):
     assert "Traceback" not in out and "exit code 2" in out
 
 
+def test_every_bad_torch_logs_item_is_reported_with_its_own_suggestion():
+    code, out = run("--no-check", environ={"TORCH_LOGS": "recompile,dynamo,graph_break"})
+    assert code == 2, out
+    errors = [line for line in error_lines(section(out, "TORCH_LOGS"))]
+    assert len(errors) == 2, errors
+    assert "item 'recompile'" in errors[0] and "did you mean 'recompiles'?" in errors[0]
+    assert "async_compile" not in errors[0]
+    assert "item 'graph_break'" in errors[1] and "did you mean 'graph_breaks'?" in errors[1]
+    assert "2 bad items; torch stops at the first" in out and out.count("Valid components:") == 1
+    assert "2 bad setting(s)" in section(out, "Result")
+
+
 def test_doctor_does_not_touch_torch_logging_state():
     names = internal.log_registry.get_log_qnames() | internal.log_registry.get_artifact_log_qnames()
     levels = {name: logging.getLogger(name).level for name in names}
@@ -168,7 +180,9 @@ def test_settings_show_effective_values_and_defaults():
     assert "TORCH_OTEL_MAX_BODY_BYTES = 1024 bytes (1 KiB) (set to '1KiB', default 65536 bytes (64 KiB))" in body
     assert "TORCH_OTEL_QUEUE_SIZE = 20000 (set to '20000', same as the default)" in body
     assert "TORCH_OTEL_TORCH_STDERR = on (default)" in body
-    assert "[warning] TORCH_OTEL_QUEUESIZE is not a torch-otel setting" in body
+    assert "[warning] TORCH_OTEL_QUEUESIZE is not a torch-otel setting and is ignored (did you mean " \
+           "TORCH_OTEL_QUEUE_SIZE?)" in body
+    assert "1 warning(s) above (exit code 0)" in section(out, "Result")
 
 
 @pytest.mark.parametrize(
@@ -225,6 +239,53 @@ def test_exporter_section_resolves_endpoints_like_the_otlp_exporters():
 
 
 OTLP_CHOSEN = {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_LOGS_EXPORTER": "otlp", "OTEL_METRICS_EXPORTER": "otlp"}
+
+
+def test_resource_attributes_are_shown_as_the_resource_every_signal_carries():
+    code, out = run("--no-check", environ={
+        **OTLP_CHOSEN,
+        "OTEL_SERVICE_NAME": "trainer",
+        "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment.name=prod,team=ml%20infra,service.name=old,nokey",
+        "RANK": "3",
+    })
+    assert code == 0, out
+    body = section(out, "Exporter")
+    assert "resource (carried by every span, log record and metric):" in body
+    assert "service.name: trainer (OTEL_SERVICE_NAME)" in body
+    assert "OTEL_SERVICE_NAME overrides service.name=old in OTEL_RESOURCE_ATTRIBUTES" in body
+    assert "deployment.environment.name=prod, team=ml infra (OTEL_RESOURCE_ATTRIBUTES)" in body
+    assert "pytorch.distributed.rank=3" in body
+    assert "[warning] OTEL_RESOURCE_ATTRIBUTES item 'nokey' is not key=value: the SDK drops it" in body
+
+
+@pytest.mark.parametrize(
+    ("environ", "signals", "fix"),
+    [
+        ({"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4317"},
+         "traces, logs, metrics", "set OTEL_EXPORTER_OTLP_PROTOCOL=grpc, or use port 4318 (the OTLP/HTTP port) in "
+         "OTEL_EXPORTER_OTLP_ENDPOINT"),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"},
+         "traces, logs, metrics", "set OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf, or use port 4317"),
+        ({"OTEL_EXPORTER_OTLP_LOGS_PROTOCOL": "http/protobuf",
+          "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT": "http://collector:4317/v1/logs"},
+         "logs", "set OTEL_EXPORTER_OTLP_LOGS_PROTOCOL=grpc, or use port 4318 (the OTLP/HTTP port) in "
+         "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"),
+    ],
+)
+def test_protocol_sent_to_the_other_protocols_port_gets_the_fix(environ, signals, fix):
+    code, out = run("--no-check", environ={**OTLP_CHOSEN, **environ})
+    assert code == 0, out
+    (warning,) = [line.strip() for line in section(out, "Exporter").splitlines() if "by convention" in line]
+    assert warning.startswith(f"[warning] {signals}: "), warning
+    assert fix in warning
+
+
+def test_matching_protocol_and_port_gets_no_port_warning():
+    for environ in ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4317"},
+                    {"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"},
+                    {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:14318"}):
+        _, out = run("--no-check", environ={**OTLP_CHOSEN, **environ})
+        assert "by convention" not in out, out
 
 
 def test_nothing_configured_reports_the_embedded_file_default():

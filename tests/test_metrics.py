@@ -211,3 +211,50 @@ def test_metrics_off_records_nothing():
     finally:
         torch_otel.uninstrument()
     assert not pipelines.points(catalog.METRIC_RECOMPILES)
+
+
+def in_progress(pipelines) -> dict:
+    return {p.attributes[catalog.LABEL_PHASE]: p.value for p in pipelines.points(catalog.METRIC_IN_PROGRESS)}
+
+
+def test_compiles_in_progress_go_up_while_compiling_and_back_to_zero(pipelines):
+    seen = []
+
+    def watching_backend(graph_module, example_inputs):
+        seen.append(in_progress(pipelines))  # read from inside the compile
+        return graph_module.forward
+
+    torch.compile(lambda x: x.sin() + 1, backend=watching_backend)(torch.ones(2))
+    assert seen == [{"torch.compile": 1}]
+    assert in_progress(pipelines) == {"torch.compile": 0}
+    (point,) = pipelines.points(catalog.METRIC_IN_PROGRESS)
+    assert set(point.attributes) == {catalog.LABEL_PHASE}
+
+
+def test_a_failed_compile_is_no_longer_in_progress(pipelines):
+    def broken_backend(graph_module, example_inputs):
+        assert in_progress(pipelines) == {"torch.compile": 1}
+        raise RuntimeError("backend exploded")
+
+    with pytest.raises(Exception, match="backend exploded"):
+        torch.compile(lambda x: x.sin() + 1, backend=broken_backend)(torch.ones(2))
+    assert in_progress(pipelines) == {"torch.compile": 0}
+
+
+def test_backward_compiles_are_in_progress_under_their_own_bounded_label(pipelines):
+    x = torch.ones(3, requires_grad=True)
+    torch.compile(lambda t: (t.sin() * 2).sum(), backend="aot_eager")(x).backward()
+    assert in_progress(pipelines) == {"torch.compile": 0, "torch.compile.backward": 0}
+
+
+def test_compile_time_is_a_monotonic_sum_of_whole_compiles(pipelines):
+    recompiling_workload()
+    (point,) = pipelines.points(catalog.METRIC_COMPILE_TIME)
+    assert point.attributes == {catalog.LABEL_PHASE: "torch.compile"}
+    spans = [s for s in pipelines.spans.get_finished_spans() if s.name == "torch.compile"]
+    assert len(spans) == 4
+    assert point.value == pytest.approx(sum((s.end_time - s.start_time) / 1e9 for s in spans), rel=1e-3)
+    data = pipelines.reader.get_metrics_data()
+    (metric,) = [m for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics
+                 if m.name == catalog.METRIC_COMPILE_TIME]
+    assert metric.unit == "s" and metric.data.is_monotonic

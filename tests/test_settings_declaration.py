@@ -43,7 +43,7 @@ def test_readme_table_lists_exactly_the_declared_settings_with_their_defaults():
     for variable in env.ALL:
         meaning, default = rows[variable]
         assert default == f"`{variable.default_text}`", variable
-        if variable.kind in ("bytes", "count", "seconds"):
+        if variable.kind in ("bytes", "count", "seconds", "seconds_or_off"):
             assert variable.limits in meaning, variable
         for choice in variable.choices:
             assert f"`{choice}`" in meaning + default, (variable, choice)
@@ -84,7 +84,27 @@ def test_declared_default_text_and_limits_parse(variable):
         assert parse_variable(variable, str(int(variable.minimum))) == variable.minimum
         with pytest.raises(SettingsError, match=variable.limits):
             parse_variable(variable, str(int(variable.maximum) + 1))
-    if variable.kind == "seconds":
+    if variable.kind in ("seconds", "seconds_or_off"):
         assert parse_variable(variable, f"{variable.maximum:g}") == variable.maximum
+        assert parse_variable(variable, "0.2") == 0.2
         with pytest.raises(SettingsError, match=variable.limits):
             parse_variable(variable, "0")
+        with pytest.raises(SettingsError, match=variable.limits):
+            parse_variable(variable, f"{variable.maximum:g}1")
+    if variable.kind == "seconds_or_off":
+        assert parse_variable(variable, "off") is None and parse_variable(variable, " OFF ") is None
+        assert variable.show(None) == "off"
+
+
+def test_slow_compile_is_off_or_seconds_and_doctor_shows_off():
+    assert Settings.from_env({"TORCH_OTEL_SLOW_COMPILE": "off"}).slow_compile is None
+    assert Settings.from_env({"TORCH_OTEL_SLOW_COMPILE": "90"}).slow_compile == 90.0
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env({"TORCH_OTEL_SLOW_COMPILE": "never"})
+    assert str(raised.value) == (
+        "TORCH_OTEL_SLOW_COMPILE='never' is not valid: expected a number of seconds greater than 0 and at most "
+        "86400, or off (e.g. 60, 0.5 or off)."
+    )
+    out = io.StringIO()
+    doctor.main(["--no-check"], environ={"TORCH_OTEL_SLOW_COMPILE": "off"}, out=out)
+    assert "TORCH_OTEL_SLOW_COMPILE = off (set to 'off', default 60 s)" in out.getvalue()

@@ -708,6 +708,33 @@ def test_error_message_suggests_close_names(value: str, suggestion: str) -> None
     assert suggestion in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    ("typed", "expected"),
+    [
+        ("recompile", ["recompiles"]),  # never async_compile: it only shares "compile"
+        ("graph_break", ["graph_breaks"]),
+        ("sched", ["schedule"]),  # a name the typed one begins outranks a look-alike (cache)
+        ("cudagraph", ["cudagraphs"]),
+        ("Dynamo", ["dynamo"]),
+        ("nductor", ["inductor"]),  # a dropped first letter is still found when the rest is close
+        ("xyz", []),
+    ],
+)
+def test_suggestions_are_ranked_by_prefix_and_closeness(typed: str, expected: list[str]) -> None:
+    from torch_otel.capture.torch_logs import _component_names, closest_names
+
+    registry = current_registry()
+    assert closest_names(typed, [*_component_names(registry), *sorted(registry.artifacts)]) == expected
+
+
+def test_recompile_suggestion_names_recompiles_only() -> None:
+    with pytest.raises(TorchLogsError) as caught:
+        parse_torch_logs("recompile")
+    hint = str(caught.value).split(" Valid components:")[0]
+    assert "'recompiles'" in hint
+    assert "async_compile" not in hint
+
+
 def test_case_only_mistake_says_names_are_case_sensitive() -> None:
     with pytest.raises(TorchLogsError, match="case-sensitive"):
         parse_torch_logs("Dynamo")

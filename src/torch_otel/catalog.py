@@ -10,7 +10,26 @@ compiled afterwards under ``torch.compile`` spans with ids ``!<n>/<frame>/<attem
 The ``pytorch.recompile_limit`` event carries ``pytorch.compile.limit`` (a number when torch's config value is one)
 and ``pytorch.compile.limit_action``: ``run_eager`` (torch runs the function without compiling from then on) or
 ``raise`` (``fullgraph=True`` or ``config.fail_on_recompile_limit_hit``: torch raises ``FailOnRecompileLimitHit``
-to the caller). Severity text is Python's level name (``WARNING``, ``ERROR``, ``INFO``), for the bridged records
+to the caller).
+
+Live compile events (log records): ``pytorch.compile.start`` (INFO) when a compile root starts (a frame compile, a
+lazy backward compile, a compiled-autograd capture), emitted in the context of the application span that triggered
+it (its trace and span ids are that span's), with ``pytorch.compile.id``, ``pytorch.compile.phase`` (torch's root
+phase name, as on the span), the ``code.*`` identity of the compiled function and, when torch.distributed is
+initialized or RANK is set, ``pytorch.distributed.rank``. ``pytorch.compile.slow`` (WARNING) while a compile has run
+past TORCH_OTEL_SLOW_COMPILE, again at 2x, 4x, ... that time: ``pytorch.compile.phase`` is the innermost phase open
+now, ``pytorch.compile.phases`` every open phase (outermost first), ``pytorch.compile.phase_elapsed_seconds`` and
+``pytorch.compile.elapsed_seconds`` how long it has been in that phase and in the compile,
+``pytorch.compile.slow_threshold_seconds`` the threshold just passed, ``thread.id``/``thread.name`` the compiling
+thread, whose Python stack is in the body (redacted and capped like every body); its trace context is the compile
+span's, and the open span gets the same event.
+
+Compile time per step: ``pytorch.compile.in_progress`` (UpDownCounter) is the number of compiles running now, by
+``pytorch.compile.phase`` (only ``torch.compile``, ``torch.compile.backward``, ``torch.compile.compiled_autograd``);
+``pytorch.compile.time`` (Counter, seconds) is the monotonic sum of finished compile-root durations by the same
+label, so ``increase(pytorch_compile_time_seconds_total[step window])`` is the time a window spent compiling. (The
+``_sum`` of ``pytorch.compile.duration`` mixes roots with their nested phases, so it must be filtered to the root
+labels to serve the same purpose.) Severity text is Python's level name (``WARNING``, ``ERROR``, ``INFO``), for the bridged records
 and the product's own events alike.
 """
 
@@ -35,6 +54,8 @@ ATTR_CODE_FUNCTION = "code.function.name"
 ARTIFACT_EVENT_PREFIX = "pytorch.artifact."
 EVENT_RECOMPILE = "pytorch.recompile"
 EVENT_GRAPH_BREAK = "pytorch.graph_break"
+EVENT_COMPILE_START = "pytorch.compile.start"
+EVENT_COMPILE_SLOW = "pytorch.compile.slow"
 
 # Resource attributes.
 RESOURCE_TORCH_VERSION = "pytorch.version"
@@ -121,6 +142,13 @@ LIMIT_OUTCOMES = {
     LIMIT_RAISES: "torch raised FailOnRecompileLimitHit to the caller (fullgraph=True or fail_on_recompile_limit_hit)",
 }
 ATTR_RESTARTS = "pytorch.compile.restarts"
+ATTR_RANK = RESOURCE_RANK  # on pytorch.compile.start, when torch.distributed is initialized or RANK is set
+ATTR_OPEN_PHASES = "pytorch.compile.phases"
+ATTR_PHASE_ELAPSED = "pytorch.compile.phase_elapsed_seconds"
+ATTR_ELAPSED = "pytorch.compile.elapsed_seconds"
+ATTR_SLOW_THRESHOLD = "pytorch.compile.slow_threshold_seconds"
+ATTR_THREAD_ID = "thread.id"
+ATTR_THREAD_NAME = "thread.name"
 EVENT_RECOMPILE_LIMIT = "pytorch.recompile_limit"
 
 # Structured trace (TORCH_TRACE) records, when TORCH_OTEL_STRUCTURED=on.
@@ -134,6 +162,8 @@ METRIC_COMPILE_DURATION = "pytorch.compile.duration"
 METRIC_RECOMPILES = "pytorch.compile.recompiles"
 METRIC_GRAPH_BREAKS = "pytorch.compile.graph_breaks"
 METRIC_CACHE_LOOKUPS = "pytorch.compile.cache.lookups"
+METRIC_IN_PROGRESS = "pytorch.compile.in_progress"
+METRIC_COMPILE_TIME = "pytorch.compile.time"
 METRIC_RECORDS_DROPPED = "torch_otel.records.dropped"
 METRIC_RECORDS_TRUNCATED = "torch_otel.records.truncated"
 METRIC_EXPORT_FAILURES = "torch_otel.export.failures"
@@ -173,6 +203,8 @@ PROMETHEUS_NAMES = {
     METRIC_RECOMPILES: "pytorch_compile_recompiles_total",
     METRIC_GRAPH_BREAKS: "pytorch_compile_graph_breaks_total",
     METRIC_CACHE_LOOKUPS: "pytorch_compile_cache_lookups_total",
+    METRIC_IN_PROGRESS: "pytorch_compile_in_progress",
+    METRIC_COMPILE_TIME: "pytorch_compile_time_seconds_total",
     METRIC_RECORDS_DROPPED: "torch_otel_records_dropped_total",
     METRIC_RECORDS_TRUNCATED: "torch_otel_records_truncated_total",
     METRIC_EXPORT_FAILURES: "torch_otel_export_failures_total",

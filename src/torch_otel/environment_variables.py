@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from typing import Any, Literal, final
 
-Kind = Literal["flag", "bytes", "count", "seconds", "choice", "path"]
+Kind = Literal["flag", "bytes", "count", "seconds", "seconds_or_off", "choice", "path"]
 """How a value is read: ``flag`` on/off (also true/false, 1/0, yes/no); ``bytes`` a whole number of bytes with an
-optional KiB or MiB suffix; ``count`` a whole number; ``seconds`` a number of seconds, decimals allowed; ``choice``
-one of ``choices``; ``path`` a file path."""
+optional KiB or MiB suffix; ``count`` a whole number; ``seconds`` a number of seconds, decimals allowed;
+``seconds_or_off`` the same, or ``off`` (read as None); ``choice`` one of ``choices``; ``path`` a file path."""
 
 
 def size_text(size: int, compact: bool = False) -> str:
@@ -85,8 +85,8 @@ class Variable(str):
             return "on" if value else "off"
         if self.kind == "bytes":
             return size_text(value, compact=True)
-        if self.kind == "seconds":
-            return f"{value:g}"
+        if self.kind in ("seconds", "seconds_or_off"):
+            return "off" if value is None else f"{value:g}"
         return str(value)
 
     @property
@@ -100,6 +100,8 @@ class Variable(str):
             return f"{int(self.minimum or 0)} to {int(self.maximum or 0)}"
         if self.kind == "seconds":
             return f"greater than 0 and at most {self.maximum:g}"
+        if self.kind == "seconds_or_off":
+            return f"greater than 0 and at most {self.maximum:g}, or off"
         if self.kind == "choice":
             return "one of " + ", ".join(self.choices)
         return "a file path in an existing directory this user can write to"
@@ -108,7 +110,7 @@ class Variable(str):
         """A parsed value as `torch-otel doctor` shows it."""
         if self.kind == "bytes":
             return f"{value} bytes ({size_text(value)})" if value % 1024 == 0 else f"{value} bytes"
-        if self.kind == "seconds":
+        if self.kind in ("seconds", "seconds_or_off") and value is not None:
             return f"{value:g} s"
         return self._value_text(value)
 
@@ -278,4 +280,15 @@ TORCH_OTEL_FAST_PATH = declare(
     doc="""``on`` (default): when `torch-otel run` sets up OTLP log export, torch's records are encoded straight to
     OTLP protobuf in batches and sent by the SDK's OTLP exporter, skipping the SDK's per-record pipeline (about 6x
     less CPU per record). ``off`` routes them through the SDK LoggerProvider, so its processors see them.""",
+)
+
+TORCH_OTEL_SLOW_COMPILE = declare(
+    "TORCH_OTEL_SLOW_COMPILE",
+    field="slow_compile",
+    kind="seconds_or_off",
+    default=60.0,
+    maximum=86_400.0,
+    doc="""Seconds a compile may run before a WARNING record ``pytorch.compile.slow`` says so while it still runs
+    (with the phase torch is in and the compiling thread's stack), and again at 2x, 4x, ... that time. ``off``:
+    no such records, and no watchdog thread.""",
 )

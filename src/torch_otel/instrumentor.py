@@ -17,13 +17,14 @@ from torch_otel.bridge import LogBridge
 from torch_otel.capture.torch_hooks import TorchHooks
 from torch_otel.capture.torch_import import TORCH_LOGS, check_torch_logs_before_import, torch_version
 from torch_otel.capture.torch_logs import TorchLogsError
-from torch_otel.config.export_config import sdk_disabled
+from torch_otel.config.export_config import has_no_sdk, sdk_disabled
 from torch_otel.config.settings import Settings, SettingsError
 from torch_otel.console import say
 from torch_otel.signals.ids import use_private_ids
 from torch_otel.signals.metrics import HEALTH, CompileMetrics
 from torch_otel.signals.redaction import Redactor
 from torch_otel.signals.spans import CompileSpans, compile_tracer
+from torch_otel.signals.watchdog import CompileWatchdog
 
 INSTRUMENTS = ("torch >= 2.13",)
 
@@ -40,6 +41,7 @@ class TorchInstrumentor(BaseInstrumentor):
     bridge: LogBridge | None = None
     hooks: TorchHooks | None = None
     metrics: CompileMetrics | None = None
+    watchdog: CompileWatchdog | None = None
     replaced_id_generator: tuple[Any, Any] | None = None
     waiting: object | None = None  # the token of the start that waits for `import torch`; None cancels it
 
@@ -80,6 +82,13 @@ class TorchInstrumentor(BaseInstrumentor):
 
     def _start(self, settings: Settings, kwargs: dict[str, Any]) -> None:
         logger_provider = kwargs.get("logger_provider") or _logs.get_logger_provider()
+        _say_if_nothing_is_exported(
+            {
+                "logs": logger_provider,
+                "metrics": (kwargs.get("meter_provider") or metrics.get_meter_provider()) if settings.metrics else None,
+                "traces": (kwargs.get("tracer_provider") or trace.get_tracer_provider()) if settings.spans else None,
+            }
+        )
         bridge = LogBridge(logger_provider, settings, wire_sink=kwargs.get("log_sink"))
         bridge.start()
         atexit.register(bridge.flush)
@@ -103,6 +112,14 @@ class TorchInstrumentor(BaseInstrumentor):
                     Redactor(settings.redact_paths, settings.redact_code),
                 )
             )
+        if listeners and settings.slow_compile is not None:  # last: it sees the compile span as current
+            TorchInstrumentor.watchdog = CompileWatchdog(
+                settings.slow_compile,
+                logger_provider.get_logger("torch._dynamo", version),
+                Redactor(settings.redact_paths, settings.redact_code),
+                settings.max_body_bytes,
+            )
+            listeners.append(TorchInstrumentor.watchdog)
         if listeners:
             TorchInstrumentor.hooks = TorchHooks(listeners)
             TorchInstrumentor.hooks.install_with_dynamo()
@@ -118,6 +135,9 @@ class TorchInstrumentor(BaseInstrumentor):
         hooks, TorchInstrumentor.hooks = TorchInstrumentor.hooks, None
         if hooks is not None:
             hooks.uninstall()
+        watchdog, TorchInstrumentor.watchdog = TorchInstrumentor.watchdog, None
+        if watchdog is not None:
+            watchdog.stop()
         replaced, TorchInstrumentor.replaced_id_generator = TorchInstrumentor.replaced_id_generator, None
         if replaced is not None:
             tracer_provider, original_ids = replaced
@@ -154,3 +174,40 @@ def _say_not_started(error: Exception) -> None:
         else f"Could not instrument torch ({type(error).__name__}: {error})."
     )
     say(f"{reason} The program runs without torch-otel.")
+
+
+_SDK_CLASSES = {"traces": "TracerProvider", "logs": "LoggerProvider", "metrics": "MeterProvider"}
+_SETTERS = {
+    "traces": "opentelemetry.trace.set_tracer_provider",
+    "logs": "opentelemetry._logs.set_logger_provider",
+    "metrics": "opentelemetry.metrics.set_meter_provider",
+}
+_said_no_sdk = False
+
+
+def _say_if_nothing_is_exported(providers: dict[str, object | None]) -> None:
+    """Say once per process which signals will go nowhere because their provider is the API's no-op one, and how
+    to set up an SDK. ``None``: a signal torch-otel does not produce (turned off by its setting)."""
+    global _said_no_sdk
+    used = {signal: provider for signal, provider in providers.items() if provider is not None}
+    missing = [signal for signal, provider in used.items() if has_no_sdk(provider)]
+    if not missing or _said_no_sdk:
+        return
+    _said_no_sdk = True
+    fix = (
+        "run the program under `torch-otel run` (or `opentelemetry-instrument`, with opentelemetry-distro and an "
+        "exporter installed), or set an SDK "
+    )
+    if len(missing) == len(used):
+        classes = ", ".join(_SDK_CLASSES[signal] for signal in missing)
+        say(
+            "no OpenTelemetry SDK is set up in this process (the global providers are the API's no-op ones), so "
+            f"nothing torch-otel records will be exported. To export, {fix}{classes} (opentelemetry.sdk) before "
+            "calling torch_otel.instrument()."
+        )
+        return
+    parts = [f"{signal} (no SDK {_SDK_CLASSES[signal]}: set one with {_SETTERS[signal]})" for signal in missing]
+    say(
+        f"{', '.join(parts)} will not be exported: the global provider is the API's no-op one. Set it before "
+        "calling torch_otel.instrument(), or pass it to instrument(), or run under `torch-otel run`."
+    )

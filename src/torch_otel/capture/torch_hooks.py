@@ -9,7 +9,7 @@ import logging
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple
 
 from torch_otel import catalog
 from torch_otel.capture import torch_internals
@@ -61,15 +61,28 @@ class Phase(NamedTuple):
         return COMPILE_ROOTS[self.name] if self.depth == 0 else self.name
 
 
-class CompileListener(Protocol):
-    def phase_started(self, phase: Phase) -> None: ...
-    def phase_ended(self, phase: Phase, end_ns: int) -> None: ...
-    def compilation_metrics(self, metrics: Any) -> None: ...
-    def recompiled(self, reasons: Sequence[str], function: FunctionIdentity | None) -> None: ...
+class CompileListener:
+    """What the hooks tell each listener; every method does nothing unless a listener overrides it."""
+
+    def phase_started(self, phase: Phase) -> None:
+        pass
+
+    def phase_ended(self, phase: Phase, end_ns: int) -> None:
+        pass
+
+    def compilation_metrics(self, metrics: Any) -> None:
+        pass
+
+    def recompiled(self, reasons: Sequence[str], function: FunctionIdentity | None) -> None:
+        pass
+
     def graph_break(
         self, reason: str, filename: str | None, lineno: int | None, function: str | None, break_type: str | None
-    ) -> None: ...
-    def recompile_limit_hit(self, limit_type: str, limit: Any, raises: bool) -> None: ...
+    ) -> None:
+        pass
+
+    def recompile_limit_hit(self, limit_type: str, limit: Any, raises: bool) -> None:
+        pass
 
 
 DYNAMO = "torch._dynamo"

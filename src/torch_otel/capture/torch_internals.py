@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -242,6 +243,19 @@ def compile_metrics_in_progress() -> bool:
         return bool(get_metrics_context().in_progress())
     except Exception:  # noqa: BLE001 - never raise into torch
         return False
+
+
+def distributed_rank() -> int | None:
+    """This process's rank: ``torch.distributed.get_rank()`` once a process group is initialized, else the RANK
+    variable torchrun sets (ASCII digits only), else None. Never imports torch.distributed."""
+    distributed = sys.modules.get("torch.distributed")
+    try:
+        if distributed is not None and distributed.is_available() and distributed.is_initialized():
+            return int(distributed.get_rank())
+    except Exception:  # noqa: BLE001, S110 - never raise into torch: fall back to the variable
+        pass
+    raw = os.environ.get("RANK", "").strip()
+    return int(raw) if raw.isascii() and raw.isdigit() else None
 
 
 def recompile_limit(limit_type: str) -> Any:

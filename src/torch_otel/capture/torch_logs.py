@@ -370,13 +370,41 @@ def _suggestion(repaired: str | None, name: str | None, registry: Registry) -> s
     if not name:
         return ""
     candidates = [*_component_names(registry), *sorted(registry.artifacts)]
-    matches = difflib.get_close_matches(name, candidates, n=3, cutoff=0.6)
+    matches = closest_names(name, candidates)
     if not matches:
         return ""
     quoted = [repr(match) for match in matches]
     listed = quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
     case_only = name not in candidates and name.lower() in candidates
     return f"did you mean {listed}?" + (" Names are case-sensitive." if case_only else "")
+
+
+_PREFIX_BONUS = 0.2  # a name the typed one begins (``recompile`` -> ``recompiles``) ranks above a mere look-alike
+_WITHIN_BEST = 0.2  # suggestions scoring this far below the best one are left out
+_STRONG = 0.8  # a look-alike that does not share the first letter is suggested only from this similarity up
+
+
+def closest_names(name: str, candidates: Iterable[str], limit: int = 3) -> list[str]:
+    """Up to ``limit`` of ``candidates`` that ``name`` was probably meant to be, best first (case ignored).
+
+    A candidate that begins with ``name`` (at least 3 characters) ranks above one that merely looks alike; a
+    look-alike must be at least 60 % similar (``difflib``'s ratio), and one that does not share ``name``'s first
+    letter at least 80 %; anything scoring far below the best candidate is dropped. So ``recompile`` suggests
+    ``recompiles``, not ``async_compile``."""
+    typed = name.lower()
+    scored = []
+    for candidate in dict.fromkeys(candidates):
+        lowered = candidate.lower()
+        ratio = difflib.SequenceMatcher(None, typed, lowered).ratio()
+        prefix = len(typed) >= 3 and lowered.startswith(typed)
+        if not prefix and (ratio < 0.6 or (lowered[:1] != typed[:1] and ratio < _STRONG)):
+            continue
+        scored.append((ratio + (_PREFIX_BONUS if prefix else 0.0), candidate))
+    if not scored:
+        return []
+    scored.sort(key=lambda item: (-item[0], item[1]))
+    best = scored[0][0]
+    return [candidate for score, candidate in scored if score >= best - _WITHIN_BEST][:limit]
 
 
 def _repaired_value(value: str) -> str | None:

@@ -418,3 +418,22 @@ def load_exporter_class(signal: str, name: str) -> type:
     if not (isinstance(loaded, type) and issubclass(loaded, expected)):
         raise TypeError(f"{name} is not a {signal.rstrip('s')} exporter")
     return loaded
+
+
+# The API's stand-ins for a provider nobody set: records given to them are dropped. By name, so the check needs no
+# import and holds for every supported OpenTelemetry release.
+_NO_SDK_PROVIDERS = {
+    "ProxyTracerProvider",
+    "NoOpTracerProvider",
+    "ProxyLoggerProvider",
+    "NoOpLoggerProvider",
+    "_ProxyMeterProvider",
+    "NoOpMeterProvider",
+}
+
+
+def has_no_sdk(provider: object) -> bool:
+    """True for the OpenTelemetry API's no-op or proxy provider (no SDK provider was set or given)."""
+    return type(provider).__name__ in _NO_SDK_PROVIDERS and type(provider).__module__.startswith(
+        ("opentelemetry.trace", "opentelemetry._logs", "opentelemetry.metrics")
+    )

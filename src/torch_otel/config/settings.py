@@ -89,6 +89,14 @@ def parse_seconds(variable: str, raw: str, maximum: float, valid: str | None = N
     return seconds
 
 
+def parse_seconds_or_off(variable: str, raw: str, maximum: float) -> float | None:
+    """``off`` (None), or seconds as ``parse_seconds`` reads them (TORCH_OTEL_SLOW_COMPILE)."""
+    if raw.strip().lower() == "off":
+        return None
+    valid = f"a number of seconds greater than 0 and at most {maximum:g}, or off (e.g. 60, 0.5 or off)"
+    return parse_seconds(variable, raw, maximum, valid)
+
+
 def mask_url(url: str) -> str:
     """``url`` with its userinfo and credential-like query values replaced by ``***``."""
     try:
@@ -176,6 +184,7 @@ _PARSERS: dict[str, Callable[[env.Variable, str], Any]] = {
     "bytes": lambda v, raw: parse_size(v, raw, int(v.minimum or 0), int(v.maximum or 0)),
     "count": lambda v, raw: parse_count(v, raw, int(v.minimum or 0), int(v.maximum or 0)),
     "seconds": lambda v, raw: parse_seconds(v, raw, float(v.maximum or 0)),
+    "seconds_or_off": lambda v, raw: parse_seconds_or_off(v, raw, float(v.maximum or 0)),
     "choice": lambda v, raw: parse_choice(v, raw, v.choices),
     "path": parse_file_path,
 }
@@ -203,6 +212,7 @@ class Settings:
     redact_paths: str = env.TORCH_OTEL_REDACT_PATHS.default
     redact_code: bool = env.TORCH_OTEL_REDACT_CODE.default
     fast_path: bool = env.TORCH_OTEL_FAST_PATH.default
+    slow_compile: float | None = env.TORCH_OTEL_SLOW_COMPILE.default
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

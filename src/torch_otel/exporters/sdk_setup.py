@@ -27,7 +27,7 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter, SpanExportResult
 
 from torch_otel import catalog
-from torch_otel.config.export_config import ExportPlan, PlannedExporter, export_plan, load_exporter_class
+from torch_otel.config.export_config import ExportPlan, PlannedExporter, export_plan, has_no_sdk, load_exporter_class
 from torch_otel.config.settings import Settings
 from torch_otel.exporters.delivery import LEDGER, Tally
 from torch_otel.exporters.file_export import (
@@ -46,14 +46,6 @@ from torch_otel.exporters.otlp_wire import (
 )
 from torch_otel.signals.ids import PRIVATE_IDS
 
-_UNSET_PROVIDER_TYPES = {
-    "ProxyTracerProvider",
-    "NoOpTracerProvider",
-    "ProxyLoggerProvider",
-    "NoOpLoggerProvider",
-    "_ProxyMeterProvider",
-    "NoOpMeterProvider",
-}
 _RANK_VARIABLES = {
     "RANK": catalog.RESOURCE_RANK,
     "WORLD_SIZE": catalog.RESOURCE_WORLD_SIZE,
@@ -360,10 +352,6 @@ class Providers:
         return self.meter_provider
 
 
-def _is_unset(provider: Any) -> bool:
-    return type(provider).__name__ in _UNSET_PROVIDER_TYPES
-
-
 def configure_sdk(settings: Settings, environ: Mapping[str, str] | None = None) -> Providers:
     """Create and install global providers for each signal the application has not configured itself."""
     plan = export_plan(environ)
@@ -372,7 +360,7 @@ def configure_sdk(settings: Settings, environ: Mapping[str, str] | None = None) 
     created: list[str] = []
     exporters: list[Any] = []
     tracer_provider = trace.get_tracer_provider()
-    if _is_unset(tracer_provider):
+    if has_no_sdk(tracer_provider):
         tracer_provider = TracerProvider(resource=resource, id_generator=PRIVATE_IDS, shutdown_on_exit=False)
         for planned in plan.exporters["traces"]:  # one counted pipeline per exporter: each delivery counts
             tracer_provider.add_span_processor(CountingSpanProcessor(LEDGER.traces))
@@ -383,7 +371,7 @@ def configure_sdk(settings: Settings, environ: Mapping[str, str] | None = None) 
         created.append("tracer")
     log_sink = None
     logger_provider = _logs.get_logger_provider()
-    if _is_unset(logger_provider):
+    if has_no_sdk(logger_provider):
         only_otlp = _only_otlp(plan, "logs")
         if settings.fast_path and only_otlp is not None:  # any other list goes through the SDK's pipeline
             log_sink = _wire_log_sink(only_otlp, resource, settings)
@@ -402,7 +390,7 @@ def configure_sdk(settings: Settings, environ: Mapping[str, str] | None = None) 
         _logs.set_logger_provider(logger_provider)
         created.append("logger")
     meter_provider = metrics.get_meter_provider()
-    if _is_unset(meter_provider):
+    if has_no_sdk(meter_provider):
         readers = _metric_readers(plan, environ, file_sink, exporters)
         meter_provider = MeterProvider(resource=resource, metric_readers=readers, shutdown_on_exit=False)
         metrics.set_meter_provider(meter_provider)

@@ -87,6 +87,15 @@ class CompileMetrics:
         self._cache_lookups = meter.create_counter(
             catalog.METRIC_CACHE_LOOKUPS, description="Compile cache lookups by cache and result"
         )
+        # Labelled by the compile root only (COMPILE_ROOTS' three names): bounded, and never two at once per thread.
+        self._in_progress = meter.create_up_down_counter(
+            catalog.METRIC_IN_PROGRESS, description="Compiles running now, by compile root"
+        )
+        self._compile_time = meter.create_counter(
+            catalog.METRIC_COMPILE_TIME,
+            unit="s",
+            description="Time spent compiling (finished compile roots, failures included); increase() over a step",
+        )
         # Observed only once non-zero: a process with nothing to report exports no points, so it leaves no file
         # and its exit waits for no export.
         meter.create_observable_counter(
@@ -120,14 +129,19 @@ class CompileMetrics:
         if phase.depth == 0:
             state = self._state()
             state.finished, state.failed = [], False
+            self._in_progress.add(1, {catalog.LABEL_PHASE: phase.label})
 
     def phase_ended(self, phase: Phase, end_ns: int) -> None:
         state = self._state()
-        state.finished.append((phase.label, max(0, end_ns - phase.start_ns) / 1e9))
+        seconds = max(0, end_ns - phase.start_ns) / 1e9
+        state.finished.append((phase.label, seconds))
         if phase.depth == 0:
+            root = {catalog.LABEL_PHASE: phase.label}
+            self._in_progress.add(-1, root)
+            self._compile_time.add(seconds, root)
             outcome = "failure" if state.failed else "success"
-            for label, seconds in state.finished:
-                self._duration.record(seconds, {catalog.LABEL_PHASE: label, catalog.LABEL_OUTCOME: outcome})
+            for label, phase_seconds in state.finished:
+                self._duration.record(phase_seconds, {catalog.LABEL_PHASE: label, catalog.LABEL_OUTCOME: outcome})
             state.finished = []
 
     def compilation_metrics(self, metrics: Any) -> None:

@@ -1,5 +1,6 @@
 """Compile spans: one ``torch.compile`` span per frame compile, torch's phases as children, recompile and
-graph-break events on them (and on the application span that paid), each mirrored as an OTel event record."""
+graph-break events on them (and on the application span that paid), each mirrored as an OTel event record; and a
+``pytorch.compile.start`` record when a compile starts, in the context of the application span that triggered it."""
 
 from __future__ import annotations
 
@@ -114,10 +115,14 @@ class CompileSpans:
             attributes[catalog.ATTR_COMPILE_ID] = compile_id
         links: list[Link] = []
         app_span = None
+        code: dict[str, Any] = {}
+        app_context: otel_context.Context | None = None
         if phase.depth == 0:
             self._end_awaiting()
-            attributes.update(self._redacted(_code_attributes(phase.function)))
+            code = self._redacted(_code_attributes(phase.function))
+            attributes.update(code)
             app_span = trace.get_current_span()
+            app_context = otel_context.get_current()
             if phase.name == "entire_backward_compile" and compile_id is not None and compile_id in self._forward_spans:
                 links.append(Link(self._forward_spans[compile_id], {"pytorch.link": "forward compile"}))
         span = self._tracer.start_span(phase.label, start_time=phase.start_ns, attributes=attributes, links=links)
@@ -131,6 +136,8 @@ class CompileSpans:
         if attempt and int(attempt[1]) > 0 and stack and stack[0].compile_id == compile_id:
             stack[0].restarts += 1
         stack.append(_OpenPhase(span, token, compile_id, app_span, phase.function, name=phase.name))
+        if phase.depth == 0:
+            self._start_event(phase, code, app_context)
 
     def phase_ended(self, phase: Phase, end_ns: int) -> None:
         stack = self._stack()
@@ -151,6 +158,26 @@ class CompileSpans:
                 self._local.awaiting = open_phase
             else:
                 open_phase.span.end(end_time=end_ns)
+
+    def _start_event(self, phase: Phase, code: dict[str, Any], app_context: otel_context.Context | None) -> None:
+        """``pytorch.compile.start``, emitted in the context that was current before the compile span: its trace and
+        span ids are those of the application span (the request or step) that triggered the compile."""
+        attributes: dict[str, Any] = {catalog.ATTR_PHASE: phase.name, **code, catalog.ATTR_COMPONENT: "dynamo"}
+        if phase.compile_id is not None:
+            attributes[catalog.ATTR_COMPILE_ID] = phase.compile_id
+        rank = torch_internals.distributed_rank()
+        if rank is not None:
+            attributes[catalog.ATTR_RANK] = rank
+        what = code.get(catalog.ATTR_CODE_FUNCTION) or "a frame"
+        self._event_logger.emit(
+            timestamp=phase.start_ns or time.time_ns(),
+            context=app_context,
+            severity_number=SeverityNumber(catalog.otel_severity_number(logging.INFO)),
+            severity_text=catalog.severity_text(logging.INFO),
+            body=f"{phase.label} of {what} started (compile {phase.compile_id or 'unknown'})",
+            event_name=catalog.EVENT_COMPILE_START,
+            attributes=attributes,
+        )
 
     def _end_awaiting(self) -> None:
         """Ends the root span that waits for its compilation metrics, if any."""

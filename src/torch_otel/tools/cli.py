@@ -6,12 +6,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from torch_otel import environment_variables as env
 from torch_otel.capture.torch_import import TORCH_LOGS, check_torch_logs
-from torch_otel.capture.torch_logs import TorchLogsError
+from torch_otel.capture.torch_logs import TorchLogsError, closest_names
 from torch_otel.config.export_config import export_plan, sdk_disabled
 from torch_otel.config.settings import Settings, SettingsError
 from torch_otel.console import say  # every message of `torch-otel run`: stderr or nowhere
@@ -19,6 +19,7 @@ from torch_otel.console import say  # every message of `torch-otel run`: stderr 
 BOOTSTRAP_DIR = Path(__file__).resolve().parent / "_bootstrap"
 EXIT_BAD_SETTING = 2
 EXIT_NOT_FOUND = 127
+SETTING_PREFIX = "TORCH_OTEL_"
 
 
 def child_environment(environ: dict[str, str]) -> dict[str, str]:
@@ -38,11 +39,33 @@ def program_search_path(command: Sequence[str]) -> list[str]:
     return [os.getcwd()]
 
 
+def unknown_settings(environ: Mapping[str, str]) -> list[str]:
+    """What to say about each ``TORCH_OTEL_*`` variable that is not a torch-otel setting (and so is ignored), with
+    the closest setting's name when one is close: ``TORCH_OTEL_SPAN is not a torch-otel setting and is ignored
+    (did you mean TORCH_OTEL_SPANS?)``. Shared by `torch-otel run` and `torch-otel doctor`."""
+    known = {name[len(SETTING_PREFIX) :]: name for name in env.ALL}
+    notes = []
+    for name in sorted(k for k in environ if k.startswith(SETTING_PREFIX) and k not in env.ALL):
+        close = closest_names(name[len(SETTING_PREFIX) :], known, limit=1)
+        hint = f" (did you mean {known[close[0]]}?)" if close else ""
+        notes.append(f"{name} is not a torch-otel setting and is ignored{hint}")
+    return notes
+
+
+def warn_unknown_settings(environ: Mapping[str, str]) -> None:
+    """One line on stderr naming every unknown ``TORCH_OTEL_*`` variable; said by `torch-otel run` only, so once
+    per run however many processes the program starts."""
+    notes = unknown_settings(environ)
+    if notes:
+        say("; ".join(notes) + ". Run `torch-otel doctor` for the settings and their values.")
+
+
 def run(command: Sequence[str]) -> int:
     if not command:
         say("name the program to run, e.g. torch-otel run -- python train.py")
         return EXIT_BAD_SETTING
     environ = child_environment(dict(os.environ))
+    warn_unknown_settings(os.environ)
     try:
         if not sdk_disabled():
             Settings.from_env()

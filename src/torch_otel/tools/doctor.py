@@ -19,7 +19,12 @@ Exit codes (the worst finding wins):
   UNAUTHENTICATED, ...). Telemetry would be lost, so this is a failure, not a warning. A section the doctor
   itself could not complete (an unexpected error) also yields 1.
 * 0 - everything is fine (warnings such as an unknown TORCH_OTEL_* variable, torch not being importable or
-  missing torch hooks do not change the exit code). ``--list`` and ``--help`` also return 0.
+  missing torch hooks do not change the exit code). ``--list`` and ``--help`` also return 0. The Result line says
+  "everything looks fine" only without warnings, and never when torch is not importable (nothing to export then).
+
+Hints with the likely fix: each bad TORCH_LOGS item (not only the first, where torch stops) with the closest
+names; an unknown TORCH_OTEL_* name with the closest setting; OTLP/HTTP sent to port 4317 or OTLP/gRPC to 4318
+(the other protocol's port); the resource (OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES) every signal will carry.
 
 The endpoint check is skipped with ``--no-check``, when the exporter settings are invalid, when OTEL_SDK_DISABLED
 is true, or when no signal uses the ``otlp`` exporter. The HTTP check connects directly (no proxy variables).
@@ -34,6 +39,7 @@ import argparse
 import base64
 import http.client
 import importlib
+import importlib.metadata
 import logging
 import os
 import socket
@@ -75,6 +81,7 @@ from torch_otel.config.settings import (
     parse_variable,
 )
 from torch_otel.config.settings import SENSITIVE_NAME as _SENSITIVE_NAME
+from torch_otel.tools.cli import unknown_settings
 
 __all__ = ["EXIT_BAD_SETTING", "EXIT_OK", "EXIT_UNREACHABLE", "main", "mask_url"]
 
@@ -116,6 +123,8 @@ class _Report:
         self._sections = 0
         self.bad_settings = 0
         self.failed_checks = 0
+        self.warnings = 0
+        self.caveat: str | None = None  # what stops "everything looks fine" although the exit code is 0
 
     def write(self, text: str) -> None:
         for secret in self._secrets:
@@ -135,6 +144,7 @@ class _Report:
         self.info(f"[ok] {text}")
 
     def warning(self, text: str) -> None:
+        self.warnings += 1
         self.info(f"[warning] {text}")
 
     def bad_setting(self, text: str) -> None:
@@ -158,7 +168,15 @@ class _Report:
             problems.append(f"{self.bad_settings} bad setting(s)")
         if self.failed_checks:
             problems.append(f"{self.failed_checks} failed check(s)")
-        self.info(("; ".join(problems) if problems else "everything looks fine") + f" (exit code {code})")
+        if problems:
+            verdict = "; ".join(problems) + ("; and torch is not importable" if self.caveat else "")
+        elif self.caveat:
+            verdict = self.caveat
+        elif self.warnings:
+            verdict = f"the settings are valid; {self.warnings} warning(s) above"
+        else:
+            verdict = "everything looks fine"
+        self.info(f"{verdict} (exit code {code})")
         return code
 
 
@@ -233,6 +251,11 @@ def _torch_section(report: _Report, torch: Any | None, import_error: str | None)
     report.heading("torch")
     if torch is None:
         report.warning(f"torch is not importable ({import_error}); torch-otel cannot bridge anything")
+        report.info(f"install torch into this Python ({sys.executable}), e.g. pip install torch", indent=2)
+        report.caveat = (
+            "the settings are valid, but torch is not importable here, so there is nothing to export: "
+            "install torch into this environment"
+        )
         return
     report.info(f"version: {getattr(torch, '__version__', 'unknown')}")
     purpose, module_name, path = _COMPILE_IDS
@@ -279,11 +302,39 @@ def _describe_torch_logs(report: _Report, environ: Mapping[str, str], registry: 
     try:
         parsed = parse_torch_logs(raw, registry)
     except TorchLogsError as error:
-        report.bad_setting(str(error))
+        _report_bad_torch_logs(report, raw, error, registry)
         return
     _describe_components(report, parsed, registry)
     _describe_artifacts(report, parsed, registry)
     _debug_note(report, parsed, registry)
+
+
+_VALID_TAIL = " Valid components:"
+
+
+def _report_bad_torch_logs(report: _Report, raw: str, error: TorchLogsError, registry: Registry) -> None:
+    """The parser (like torch) stops at the first bad item; here each item is also parsed on its own, so every bad
+    one is listed (each with its suggestion), then once what is valid."""
+    bad = []
+    for index, piece in enumerate(raw.split(",")):
+        item = piece.lstrip() if index else piece  # whitespace may follow a comma
+        if not item.strip():
+            continue
+        try:
+            parse_torch_logs(item, registry)
+        except TorchLogsError as item_error:
+            message = str(item_error)
+            head = f"TORCH_LOGS={item!r}: "
+            reason = message[len(head) :] if message.startswith(head) else message
+            bad.append(reason.split(_VALID_TAIL, 1)[0])
+    if len(bad) < 2:
+        report.bad_setting(str(error))
+        return
+    for reason in bad:
+        report.bad_setting(f"TORCH_LOGS={raw!r}: {reason}")
+    tail = str(error).partition(_VALID_TAIL)[2]
+    if tail:
+        report.info(f"({len(bad)} bad items; torch stops at the first.{_VALID_TAIL}{tail})", indent=2)
 
 
 def _describe_logs_out(report: _Report, environ: Mapping[str, str]) -> None:
@@ -410,8 +461,8 @@ def _settings_section(report: _Report, environ: Mapping[str, str]) -> None:
             same = value == variable.default
             status = f"set to {raw!r}, " + ("same as the default" if same else f"default {default}")
         report.info(f"{variable} = {shown} ({status}) - valid: {variable.limits}")
-    for name in sorted(k for k in environ if k.startswith("TORCH_OTEL_") and k not in env.ALL):
-        report.warning(f"{name} is not a torch-otel setting and is ignored (misspelt?)")
+    for note in unknown_settings(environ):
+        report.warning(note)
 
 
 # -------------------------------------------------------------- exporter
@@ -517,6 +568,89 @@ def _service_name(environ: Mapping[str, str]) -> tuple[str, str]:
     return "unknown_service", "SDK default; set OTEL_SERVICE_NAME"
 
 
+def _resource_attributes(environ: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
+    """OTEL_RESOURCE_ATTRIBUTES as the SDK reads it (``OTELResourceDetector``): comma-separated ``key=value``
+    items, both stripped, the value URL-decoded, a later key replacing an earlier one; returns the attributes and
+    the items the SDK drops (no ``=``)."""
+    attributes: dict[str, str] = {}
+    dropped = []
+    for item in environ.get("OTEL_RESOURCE_ATTRIBUTES", "").split(","):
+        key, sep, value = item.partition("=")
+        if not sep:
+            if item.strip():
+                dropped.append(item.strip())
+            continue
+        attributes[key.strip()] = unquote(value.strip())
+    return attributes, dropped
+
+
+def _describe_resource(report: _Report, environ: Mapping[str, str]) -> None:
+    """The resource every span, log record and metric will carry, and where each part comes from."""
+    report.info("resource (carried by every span, log record and metric):")
+    name, source = _service_name(environ)
+    report.info(f"service.name: {name} ({source})", indent=2)
+    attributes, dropped = _resource_attributes(environ)
+    if environ.get("OTEL_SERVICE_NAME") and attributes.get("service.name", name) != name:
+        overridden = attributes["service.name"]
+        report.info(f"(OTEL_SERVICE_NAME overrides service.name={overridden} in OTEL_RESOURCE_ATTRIBUTES)", 3)
+    others = [f"{key}={value}" for key, value in attributes.items() if key != "service.name"]
+    if others:
+        report.info(f"{', '.join(others)} (OTEL_RESOURCE_ATTRIBUTES)", indent=2)
+    elif "OTEL_RESOURCE_ATTRIBUTES" not in environ:
+        report.info("OTEL_RESOURCE_ATTRIBUTES: not set (e.g. deployment.environment.name=prod,team=ml adds those)", 2)
+    try:
+        version = importlib.metadata.version("torch")
+    except importlib.metadata.PackageNotFoundError:
+        version = "(torch not installed)"
+    ranks = [f"{key}={environ[variable]}" for variable, key in _RANK_ATTRIBUTES if environ.get(variable)]
+    added = ", ".join([f"{catalog.RESOURCE_TORCH_VERSION}={version}", *ranks])
+    source = "torch-otel" if ranks else "torch-otel; the pytorch.distributed.* ranks too under torchrun"
+    report.info(f"{added} ({source}), telemetry.sdk.* (the SDK)", indent=2)
+    for item in dropped:
+        report.warning(f"OTEL_RESOURCE_ATTRIBUTES item {item!r} is not key=value: the SDK drops it")
+
+
+_RANK_ATTRIBUTES = (
+    ("RANK", catalog.RESOURCE_RANK),
+    ("LOCAL_RANK", catalog.RESOURCE_LOCAL_RANK),
+    ("WORLD_SIZE", catalog.RESOURCE_WORLD_SIZE),
+)
+_GRPC_PORT, _HTTP_PORT = 4317, 4318
+
+
+def _protocol_port_hints(report: _Report, targets: list[tuple[str, _Target]], environ: Mapping[str, str]) -> None:
+    """A warning, with the fix, for OTLP/HTTP sent to 4317 (the OTLP/gRPC port) or OTLP/gRPC sent to 4318 (the
+    OTLP/HTTP port): the collector answers such a request with an error, or not at all."""
+    hints: dict[str, list[str]] = {}
+    for signal, target in targets:
+        try:
+            port = urlsplit(target.url).port
+        except ValueError:
+            continue
+        wrong = {"http/protobuf": _GRPC_PORT, "grpc": _HTTP_PORT}[target.protocol]
+        if port != wrong:
+            continue
+        prefix = f"OTEL_EXPORTER_OTLP_{signal.upper()}_"
+        protocol_variable = _first_set(environ, prefix + "PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL")[1]
+        endpoint_variable = _first_set(environ, prefix + "ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")[1]
+        other, right = ("grpc", _HTTP_PORT) if target.protocol == "http/protobuf" else ("http/protobuf", _GRPC_PORT)
+        kind = {"http/protobuf": "OTLP/HTTP", "grpc": "OTLP/gRPC"}
+        exporter_variable = f"OTEL_{signal.upper()}_EXPORTER"
+        if "otlp_proto_" in environ.get(exporter_variable, ""):  # the exporter's name fixes the protocol
+            switch = f"name otlp_proto_{other.partition('/')[0]} in {exporter_variable}"
+        else:
+            switch = f"set {protocol_variable or 'OTEL_EXPORTER_OTLP_PROTOCOL'}={other}"
+        endpoint = f"in {endpoint_variable}" if endpoint_variable else ""
+        hint = (
+            f"{target.protocol} is sent to port {port}, which is the {kind[other]} port by convention, so a collector "
+            f"there will not accept it. Fix: {switch}, or use port {right} (the {kind[target.protocol]} port) "
+            f"{endpoint}".rstrip()
+        )
+        hints.setdefault(hint, []).append(signal)
+    for hint, signals in hints.items():
+        report.warning(f"{', '.join(signals)}: {hint}")
+
+
 def _exporter_section(report: _Report, environ: Mapping[str, str]) -> list[tuple[str, _Target]] | str:
     """Describe the exporters; returns the OTLP targets to check, or why there is nothing to check."""
     report.heading("Exporter")
@@ -529,8 +663,7 @@ def _exporter_section(report: _Report, environ: Mapping[str, str]) -> list[tuple
     report.info(f"OTEL_SDK_DISABLED: {raw_disabled!r}" if raw_disabled else "OTEL_SDK_DISABLED: not set (SDK enabled)")
     if disabled:
         report.warning("the SDK is disabled: torch-otel does nothing (no bridge, no providers, nothing exported)")
-    name, source = _service_name(environ)
-    report.info(f"service.name: {name} ({source})")
+    _describe_resource(report, environ)
     problems: list[SettingsError] = []
     try:
         plan = export_plan(environ, problems)
@@ -547,6 +680,7 @@ def _exporter_section(report: _Report, environ: Mapping[str, str]) -> list[tuple
         )
         return "torch-otel run writes to a local file"
     targets = _describe_signals(report, plan, environ, built=not problems)
+    _protocol_port_hints(report, targets, environ)
     _describe_transport_settings(report, environ, plan)
     if problems:
         return "the exporter settings are invalid"

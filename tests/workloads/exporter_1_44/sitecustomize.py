@@ -9,7 +9,7 @@ _Real = _log_exporter.OTLPLogExporter
 class _LikeRelease144(_Real):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        if type(self) is not _LikeRelease144:  # only torch-otel's pre-encoding subclass loses it
+        if type(self) is not _LikeRelease144 and hasattr(self, "_client"):  # only torch-otel's subclass loses it
             del self._client
 
 

@@ -1,5 +1,7 @@
-"""`torch-otel report FILE... [--html OUT]`: the command: arguments, then reading, the terminal view on stdout, the
-HTML view in a file (imported only when --html asks for it), and the errors on stderr."""
+"""`torch-otel report FILE... [--html OUT] [--perfetto OUT.json]`: the command: arguments, then reading, the terminal
+view on stdout, the HTML view and the Perfetto (Chrome Trace Event Format) file (each imported only when asked for),
+and the errors on stderr. An output that cannot be written is one paragraph on stderr and exit code 2; the other
+views are still written."""
 
 from __future__ import annotations
 
@@ -86,6 +88,12 @@ def build_parser(out: IO[str], err: IO[str]) -> argparse.ArgumentParser:
     )
     parser.add_argument("files", nargs="+", metavar="FILE", help="OTLP JSON Lines file(s); gzip is fine; - for stdin")
     parser.add_argument("--html", metavar="OUT", help="also write a self-contained HTML report with a timeline")
+    parser.add_argument(
+        "--perfetto",
+        metavar="OUT.json",
+        help="also write the compile timeline, with the application spans around it, as a Chrome Trace Event Format "
+        "file for ui.perfetto.dev or chrome://tracing",
+    )
     parser.add_argument("--no-progress", action="store_true", help="never show the progress line on stderr")
     parser.add_argument(
         "--progress", action="store_true", help="show the progress line even when stderr is not a terminal"
@@ -109,7 +117,11 @@ def build_parser(out: IO[str], err: IO[str]) -> argparse.ArgumentParser:
         "--width",
         type=int,
         default=None,
-        help=f"cut long reasons to fit this many columns (default: the terminal's, else {DEFAULT_WIDTH}; 0: never)",
+        help=(
+            f"fit the tables to this many columns (default: the terminal's width, else {DEFAULT_WIDTH}). Names past "
+            "their column are cut at the end, locations keep the file name and :LINE, reasons wrap; 0 prints every "
+            "cell whole on one line (for piping into grep or a file)"
+        ),
     )
     return parser
 
@@ -154,6 +166,7 @@ def main(
     except BrokenPipeError:  # `torch-otel report big.jsonl | head`
         if out is sys.stdout:
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - so the interpreter's final flush stays quiet
+    code = EXIT_OK
     if args.html:
         try:
             from torch_otel.tools.report.html import render_html
@@ -161,14 +174,13 @@ def main(
             page = render_html(result.report)
         except ImportError as error:  # Jinja2 comes with torch; a bare install of torch-otel may lack it
             err.write(f"torch-otel report: --html needs Jinja2 ({error}); pip install jinja2\n")
-            return EXIT_USAGE
-        try:
-            with open(args.html, "w", encoding="utf-8") as f:
-                f.write(page)
-        except OSError as error:
-            err.write(f"torch-otel report: cannot write {args.html}: {error.strerror or error}\n")
-            return EXIT_USAGE
-        err.write(f"torch-otel report: wrote {args.html}\n")
+            code = EXIT_USAGE
+        else:
+            code = max(code, _write(args.html, page, "the HTML report", err))
+    if args.perfetto:
+        from torch_otel.tools.report.perfetto import render_perfetto
+
+        code = max(code, _write(args.perfetto, render_perfetto(result.report), "the Perfetto trace", err))
     for line_error in result.errors:
         err.write(f"torch-otel report: {line_error.path}:{line_error.line}: {clean(line_error.message)}\n")
     if result.error_count:
@@ -179,4 +191,24 @@ def main(
         )
     for message in result.limit_errors:
         err.write(f"torch-otel report: {message}\n")
+    if code:
+        return code
     return EXIT_BAD_LINES if result.error_count or result.limit_errors else EXIT_OK
+
+
+def _write(path: str, text: str, what: str, err: IO[str]) -> int:
+    """Writes one output file; a failure is one paragraph on stderr and EXIT_USAGE."""
+    try:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+    except OSError as error:
+        reason = error.strerror or str(error)
+        if isinstance(error, IsADirectoryError) or os.path.isdir(path):
+            reason = "it is a directory; give a file name"
+        err.write(
+            f"torch-otel report: cannot write {what} to {path}: {reason}. Nothing else is lost: the terminal report "
+            f"was printed and any other output was written; run again with a path that can be written.\n"
+        )
+        return EXIT_USAGE
+    err.write(f"torch-otel report: wrote {path}\n")
+    return EXIT_OK

@@ -45,10 +45,109 @@ def format_count(value: float | None) -> str:
 
 
 def location(file: str, line: int | None, width: int = 60) -> str:
-    """``file:line``, the file cut from the left to ``width`` characters (0: never)."""
+    """``file:line`` in at most ``width`` characters (0: never cut). What gives way is the middle of the path: the
+    ``:line`` and the file name always stay, then as many of the last directories and of the first as fit
+    (``/srv/…/handlers/model_step.py:12``); only a file name longer than ``width`` alone is cut, from its left."""
     if not file:
         return "?"
-    return truncate_left(clean(file), width) + (f":{line}" if line is not None else "")
+    file = clean(file)
+    suffix = f":{line}" if line is not None else ""
+    if width <= 0 or len(file) + len(suffix) <= width:
+        return file + suffix
+    # the same cut for every line of a file, whatever its number (when there is room for it)
+    room = max(width - (max(len(suffix), 6) if width >= 30 else len(suffix)), 2)
+    head, sep, base = file.rpartition("/")
+    if not sep or len(base) + 2 > room:
+        return truncate_left(base or file, room) + suffix
+    room -= len(base) + 2  # "…/"
+    directories = head.split("/")  # "/srv/a/b" -> ["", "srv", "a", "b"]
+    tail: list[str] = []  # the last directories first (they tell files apart), whole ones
+    while len(directories) > 1 and len("/".join([directories[-1], *tail])) + 1 <= room - min(room // 3, 12):
+        tail.insert(0, directories.pop())
+    start = ""  # the first directories, whole, with the rest of the room
+    for i in range(1, len(directories) + 1):
+        candidate = "/".join(directories[:i]) + "/"
+        if len(candidate) + len("/".join(tail)) + bool(tail) > room:
+            break
+        start = candidate
+    if not start and not tail:
+        return truncate_left(file, width - len(suffix)) + suffix
+    return f"{start}…/{'/'.join([*tail, base])}{suffix}"
+
+
+_RESUME = re.compile(r"torch_dynamo_resume_in_(.+)_at_([0-9]+)")
+
+
+def function_label(name: str) -> str:
+    """A function name as a person reads it: torch's continuation after a graph break,
+    ``torch_dynamo_resume_in_f_at_20``, becomes ``f (resumed after line 20)`` (nested ones too)."""
+    match = _RESUME.fullmatch(name)
+    if match is None:
+        return name
+    return f"{function_label(match.group(1))} (resumed after line {match.group(2)})"
+
+
+_POINTER = re.compile(r"\s+#\s*(?P<code>.*?)\s+#\s*(?P<file>\S+?):(?P<line>[0-9]+)(?P<rest>(?:\s+in\s+\S+)?)\s*$")
+_STACK = re.compile(r"\n\s*User stack trace:.*", re.DOTALL)
+
+
+def compact_reason(reason: str, path_width: int = 48) -> str:
+    """A recompile reason (a failed guard) on one line, nothing of it lost that says why: torch's alignment padding
+    squeezed out, the user stack trace it appends dropped (its frame is the ``# file:line`` pointer, kept, its path
+    shortened in the middle to ``path_width``; 0: whole)."""
+    text = _STACK.sub("", str(reason))
+    lines = [line for line in text.splitlines() if line.strip()]
+    text = lines[0] if lines else ""
+    rest = " ".join(line.strip() for line in lines[1:])
+    match = _POINTER.search(text)
+    if match is not None:
+        guard = " ".join(text[: match.start()].split())
+        code = " ".join(match.group("code").split())
+        where = location(match.group("file"), int(match.group("line")), path_width) + " ".join(
+            match.group("rest").split(" ")
+        )
+        text = f"{guard}  # {code}  # {where.strip()}" if code else f"{guard}  # {where.strip()}"
+    else:
+        text = " ".join(text.split())
+    return clean(f"{text} {rest}" if rest else text)
+
+
+def wrap(text: str, width: int) -> list[str]:
+    """``text`` in lines of at most ``width`` characters, broken between words (0: one line). A word longer than a
+    line is split, after a ``/``, ``.`` or ``,`` where it has one, never inside a number when it can be helped."""
+    if width <= 0 or len(text) <= width:
+        return [text]
+    out: list[str] = []
+    line = ""
+    for word in text.split(" "):
+        while len(word) > width:
+            cut = max(word.rfind(mark, 0, width) for mark in "/.,_")
+            cut = cut + 1 if cut > 0 else width
+            if line:
+                out.append(line)
+                line = ""
+            out.append(word[:cut])
+            word = word[cut:]
+        if not line:
+            line = word
+        elif len(line) + 1 + len(word) <= width:
+            line += " " + word
+        else:
+            out.append(line)
+            line = word
+    if line or not out:
+        out.append(line)
+    return out
+
+
+def format_seconds(us: float) -> str:
+    """A duration in seconds, for differences that may be small: "0.012 s", "1.25 s", "12.5 s"."""
+    seconds = us / 1e6
+    if seconds >= 10:
+        return f"{seconds:.1f} s"
+    if seconds >= 1:
+        return f"{seconds:.2f} s"
+    return f"{seconds:.3f} s"
 
 
 def plural(n: int, word: str) -> str:
@@ -90,9 +189,16 @@ def _identifying_rank(key: str) -> int:
 def request_label(name: str, attributes: dict[str, Any] | None = None, width: int = 60) -> str:
     """What identifies an application span (a request, a training step) to its owner: its name and up to three of
     its attributes, identifying keys (``_IDENTIFYING_KEYS``) first, as ``name key=value key=value``, cut to
-    ``width`` characters (0: never). torch-otel's own ``pytorch.*`` and ``code.*`` attributes are left out."""
+    ``width`` characters (0: never). torch-otel's own ``pytorch.*`` and ``code.*`` attributes are left out, and so
+    is one whose value the name already says (``http.route`` of ``POST /v1/generate``)."""
+    attributes = attributes or {}
     shown = sorted(
-        (key for key in (attributes or {}) if not key.startswith(("pytorch.", "code.", "torch_otel."))),
+        (
+            key
+            for key in attributes
+            if not key.startswith(("pytorch.", "code.", "torch_otel."))
+            and not (len(str(attributes[key])) >= 3 and str(attributes[key]) in str(name))  # said by the name
+        ),
         key=lambda key: (_identifying_rank(key), key),
     )[:_MAX_LABEL_ATTRIBUTES]
     parts = [clean(name) or "?"]

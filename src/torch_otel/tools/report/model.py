@@ -12,6 +12,7 @@ import dataclasses
 import json
 import math
 import re
+import statistics
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -62,6 +63,9 @@ class RecompileRow:
     app_span: str | None  # the application span that paid for it; None: the compile was a root span
     trace_id: str
     time_ns: int
+    # that application span's attributes (request id, step, sequence length, ...), as the input has them, bounded
+    # (APP_SPAN_MAX_ATTRIBUTES); formatting.request_label makes the label both views show
+    app_attributes: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -103,6 +107,44 @@ class ArtifactRow:
     @property
     def total(self) -> int:
         return sum(n for _, n in self.counts)
+
+
+@dataclass(frozen=True)
+class RankCompile:
+    """One rank's compile of one compile id: a cell of "Compiles across ranks", and (start_ns, end_ns, on the
+    ranks' common wall clock) what a timeline lane per rank draws."""
+
+    rank: int
+    start_ns: int
+    end_ns: int
+    duration_us: float  # the forward compile and its backward compiles together
+    backward_us: float  # of which backward (0 when none)
+    cache_hits: int | None  # over every cache, forward and backward compile spans; None: no span carried counts
+    cache_misses: int | None
+    outcome: str  # compile | recompile | failed (bar_kind's words)
+    reasons: tuple[str, ...] = ()  # why it recompiled, in torch's order, when it did
+
+
+@dataclass(frozen=True)
+class RankCompileRow:
+    """One compile id across the ranks of a multi-rank run (compile ids are per process, and ranks that trace the
+    same code in the same order give the same ids to the same compiles)."""
+
+    compile_id: str
+    function: str
+    compiles: tuple[RankCompile, ...]  # one per rank that compiled it, by rank
+    missing: tuple[int, ...]  # the run's ranks that did not compile it (a shape or guard divergence)
+    slowest: int | None  # the rank that took longest, when two or more compiled it and one took longer than the median
+    over_median_us: float  # how much longer than the median of the ranks that compiled it
+
+    @property
+    def ranks(self) -> tuple[int, ...]:
+        return tuple(c.rank for c in self.compiles)
+
+    @property
+    def reasons(self) -> tuple[str, ...]:
+        """The recompile reasons the ranks gave for it, each once, in rank order."""
+        return tuple(dict.fromkeys(reason for c in self.compiles for reason in c.reasons))
 
 
 @dataclass(frozen=True)
@@ -149,6 +191,13 @@ class Report:
     lanes: tuple[Lane, ...] = ()
     lanes_omitted: int = 0
     traces_without_compiles: int = 0
+    ranks: tuple[int, ...] = ()  # the ranks of a multi-rank run (resource pytorch.distributed.rank); () for one
+    rank_compiles: tuple[RankCompileRow, ...] = ()  # every compile id of a multi-rank run, rank by rank
+
+    @property
+    def rank_divergences(self) -> tuple[RankCompileRow, ...]:
+        """The compiles that happened on some ranks but not on others."""
+        return tuple(row for row in self.rank_compiles if row.missing)
 
 
 def compile_id_sort_key(compile_id: str | None) -> tuple:
@@ -356,7 +405,70 @@ class ReportBuilder:
             lanes=lanes,
             lanes_omitted=omitted,
             traces_without_compiles=without,
+            **self._ranks(compiles, backwards, recompiles, labels),
         )
+
+    def _ranks(
+        self, compiles: list[Span], backwards: list[Span], recompiles: tuple[RecompileRow, ...], labels: dict
+    ) -> dict[str, Any]:
+        """ranks and rank_compiles: each compile id of a run of two or more ranks, per rank."""
+        rank_of = {
+            process: rank
+            for process in self._processes
+            if (rank := _int_value(dict(process).get(catalog.RESOURCE_RANK))) is not None
+        }
+        ranks = tuple(sorted(set(rank_of.values())))
+        if len(ranks) < 2:
+            return {}
+        reasons = {(r.process, r.compile_id): r.reasons for r in recompiles}
+        backward_of: dict[tuple[Process, str], list[Span]] = defaultdict(list)
+        for span in backwards:
+            compile_id = _text(span.attributes.get(catalog.ATTR_COMPILE_ID))
+            if compile_id is not None:
+                backward_of[(span.process, compile_id)].append(span)
+        found: dict[str, dict[int, RankCompile]] = defaultdict(dict)
+        functions: dict[str, str] = {}
+        for span in compiles:  # by start time: a rank that compiled an id twice (two runs) keeps its first
+            compile_id = _text(span.attributes.get(catalog.ATTR_COMPILE_ID))
+            rank = rank_of.get(span.process)
+            if compile_id is None or rank is None or rank in found[compile_id]:
+                continue
+            functions.setdefault(compile_id, self._function_of(span)[0])
+            spans = [span, *backward_of.get((span.process, compile_id), ())]
+            counts = {
+                result: [
+                    count
+                    for s in spans
+                    for cache in catalog.CACHES
+                    if (count := _int_value(s.attributes.get(cache_count_attribute(cache, result)))) is not None
+                ]
+                for result in CACHE_RESULTS
+            }
+            backward_us = sum(self._duration_us(s) for s in spans[1:])
+            found[compile_id][rank] = RankCompile(
+                rank,
+                span.start_ns,
+                max(s.end_ns for s in spans),
+                self._duration_us(span) + backward_us,
+                backward_us,
+                sum(counts["hit"]) if counts["hit"] else None,
+                sum(counts["miss"]) if counts["miss"] else None,
+                "failed" if any(s.status_code == 2 for s in spans) else bar_kind(span),
+                reasons.get((labels[span.process], compile_id), ()) if _is_recompile(span) else (),
+            )
+        rows = []
+        for compile_id, by_rank in found.items():
+            done = tuple(by_rank[rank] for rank in sorted(by_rank))
+            slowest, over = None, 0.0
+            if len(done) >= 2:
+                median = statistics.median(c.duration_us for c in done)
+                top = max(done, key=lambda c: (c.duration_us, -c.rank))
+                if top.duration_us > median:
+                    slowest, over = top.rank, top.duration_us - median
+            missing = tuple(rank for rank in ranks if rank not in by_rank)
+            rows.append(RankCompileRow(compile_id, functions[compile_id], done, missing, slowest, over))
+        rows.sort(key=lambda row: compile_id_sort_key(row.compile_id))
+        return {"ranks": ranks, "rank_compiles": tuple(rows)}
 
     @staticmethod
     def _function_of(span: Span) -> tuple[str, str, int | None]:
@@ -426,8 +538,8 @@ class ReportBuilder:
         rows.sort(key=lambda r: (-(r.total_us + r.backward_total_us), r.function, r.file, r.line or 0))
         return tuple(rows)
 
-    def _app_span_of(self, span: Span) -> tuple[bool, str | None]:
-        """(known, name) of the application span a compile span ran in: its nearest non-torch ancestor."""
+    def _app_span_of(self, span: Span) -> tuple[bool, Span | None]:
+        """(known, span) of the application span a compile span ran in: its nearest non-torch ancestor."""
         current = span
         for _ in range(64):
             if not current.parent_span_id:
@@ -436,7 +548,7 @@ class ReportBuilder:
             if parent is None:
                 return False, None
             if not _is_torch_span(parent):
-                return True, parent.name
+                return True, parent
             current = parent
         return False, None
 
@@ -464,7 +576,9 @@ class ReportBuilder:
             )
             merge((span.process, compile_id), reasons=_reasons(span.attributes.get(catalog.ATTR_RECOMPILE_REASON)))
             if known:
-                found[(span.process, compile_id)].setdefault("app", app)
+                found[(span.process, compile_id)].setdefault("app", app.name if app is not None else None)
+                if app is not None:
+                    found[(span.process, compile_id)].setdefault("attributes", tuple(app.attributes.items()))
         for span in spans:  # the same event on the application span that paid for the recompile
             if span.name == catalog.SPAN_COMPILE:
                 continue
@@ -485,6 +599,7 @@ class ReportBuilder:
                 )
                 if not _is_torch_span(span):
                     found[key].setdefault("app", span.name)
+                    found[key].setdefault("attributes", tuple(span.attributes.items()))
         for key, record in self._recompile_logs.items():  # the log record, for files that hold logs only
             merge(
                 key,
@@ -502,6 +617,7 @@ class ReportBuilder:
                 entry.get("app", "?"),
                 entry.get("trace") or "",
                 entry.get("time") or 0,
+                entry.get("attributes", ()),
             )
             for (process, compile_id), entry in found.items()
         ]
@@ -620,21 +736,44 @@ class ReportBuilder:
         return tuple(lanes), len(with_compiles) - len(lanes), len(traces) - len(with_compiles)
 
 
+_UNKNOWN_SERVICE = "unknown_service:"  # the SDK's service.name when none is set: unknown_service:python
+PROCESS_NAME_CAP = 12
+
+
 def _process_labels(processes: Iterable[Process]) -> dict[Process, str]:
-    """ "" for every process when the input holds one; otherwise short distinct labels (rank 0, trainer#2, ...)."""
+    """ "" for every process when the input holds one; otherwise short distinct labels, short enough that a compile
+    id after them stays readable in every table: ``rank 1`` where the resource has pytorch.distributed.rank, else the
+    service name (without the SDK's ``unknown_service:``) and the process id, or the shortest prefix of
+    service.instance.id that tells the processes apart: ``python[4121]``, ``python[7d0b]``."""
     processes = sorted(set(processes))
     if len(processes) <= 1:
         return {process: "" for process in processes}
+    attributes_of = {process: dict(process) for process in processes}
+    instances = [
+        re.sub(r"[^0-9a-zA-Z]", "", str(a.get("service.instance.id", "")))
+        for a in attributes_of.values()
+        if catalog.RESOURCE_RANK not in a and "process.pid" not in a
+    ]
+    prefix = 4
+    while prefix < 32 and len({i[:prefix] for i in instances}) < len(set(instances)):
+        prefix += 2
     labels: dict[Process, str] = {}
     used: Counter[str] = Counter()
     for process in processes:
-        attributes = dict(process)
+        attributes = attributes_of[process]
         if catalog.RESOURCE_RANK in attributes:
             base = f"rank {attributes[catalog.RESOURCE_RANK]}"
-        elif "process.pid" in attributes:
-            base = f"pid {attributes['process.pid']}"
         else:
-            base = attributes.get("service.name") or "process"
+            service = str(attributes.get("service.name") or "")
+            service = service[len(_UNKNOWN_SERVICE) :] if service.startswith(_UNKNOWN_SERVICE) else service
+            service = re.sub(r"\s+", "_", service.strip())[:PROCESS_NAME_CAP] or "process"
+            instance = re.sub(r"[^0-9a-zA-Z]", "", str(attributes.get("service.instance.id", "")))[:prefix]
+            if "process.pid" in attributes:
+                base = f"{service}[{attributes['process.pid']}]"
+            elif instance:
+                base = f"{service}[{instance}]"
+            else:
+                base = service
         used[base] += 1
         labels[process] = base if used[base] == 1 else f"{base}#{used[base]}"
     return labels

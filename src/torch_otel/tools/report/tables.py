@@ -14,8 +14,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from torch_otel import catalog
-from torch_otel.tools.report.formatting import format_count, format_us
-from torch_otel.tools.report.model import CacheRow, Report, reason_summary, with_process
+from torch_otel.tools.report.formatting import (
+    format_count,
+    format_seconds,
+    format_us,
+    function_label,
+    request_label,
+)
+from torch_otel.tools.report.model import CacheRow, RankCompile, RankCompileRow, Report, reason_summary, with_process
+
+REQUEST_LABEL_WIDTH = 60  # "triggered by": the application span's name and identifying attributes
+OUTCOMES = {"compile": "compiled", "recompile": "recompiled", "failed": "failed"}
 
 
 @dataclass(frozen=True)
@@ -50,6 +59,7 @@ Cell = str | Location | Reasons | Reason
 @dataclass(frozen=True)
 class Table:
     key: str  # what the views know the table by: functions | recompiles | limits | graph_breaks | cache | artifacts
+    # | ranks | rank_only
     title: str
     headers: tuple[str, ...]
     rows: tuple[tuple[Cell, ...], ...]
@@ -60,7 +70,86 @@ class Table:
 
 
 def _has_counts(row: CacheRow) -> bool:
-    return any(value is not None for value in (row.span_hits, row.span_misses, row.metric_hits, row.metric_misses))
+    """A cache some compile looked up: a row of zeros (a backend without that cache: eager, aot_eager) is left out."""
+    return any(value for value in (row.span_hits, row.span_misses, row.metric_hits, row.metric_misses))
+
+
+def cache_notes(report: Report) -> tuple[str, ...]:
+    """What the Cache table's columns mean, in plain words."""
+    return (
+        f"hits / misses (spans): how often the compiles in these files found their compiled code in each cache "
+        f"(hit) or had to compile and store it (miss), as each compile reported it: "
+        f"{report.compile_spans} torch.compile and {report.backward_spans} backward compile spans, summed.",
+        f"hits / misses (metric): the same lookups, counted by the {catalog.METRIC_CACHE_LOOKUPS} counter "
+        f"(its latest total per process); it also counts compiles whose spans these files lack, so it may be higher.",
+        "A cache that no compile looked up (a backend without caches, such as eager or aot_eager) is not listed.",
+    )
+
+
+def trigger(app_span: str | None, attributes: tuple = ()) -> str:
+    """The "triggered by" cell: the application span that paid for a recompile, with what identifies it."""
+    if app_span is None:
+        return "(no app span)"
+    if app_span == "?":
+        return "?"
+    return request_label(app_span, dict(attributes), REQUEST_LABEL_WIDTH)
+
+
+def _rank_cell(compile: RankCompile | None) -> str:
+    if compile is None:
+        return "-"
+    counts = (
+        f"{format_count(compile.cache_hits)}/{format_count(compile.cache_misses)}"
+        if compile.cache_hits is not None or compile.cache_misses is not None
+        else "-/-"
+    )
+    return f"{format_us(compile.duration_us)}, {counts}, {OUTCOMES.get(compile.outcome, compile.outcome)}"
+
+
+def slowest(row: RankCompileRow) -> str:
+    """ "rank 1, +0.355 s over the median", or "" where no rank took longer than the median."""
+    if row.slowest is None:
+        return ""
+    return f"rank {row.slowest}, +{format_seconds(row.over_median_us)} over the median"
+
+
+def _ranks(ranks: tuple[int, ...]) -> str:
+    return ", ".join(f"rank {rank}" for rank in ranks)
+
+
+def rank_tables(report: Report) -> tuple[Table, ...]:
+    """Compiles across ranks (a row per compile id, a column per rank, the slowest rank last) and the compiles on
+    some ranks only. Both optional: a run of one process has neither."""
+    return (
+        Table(
+            "ranks",
+            "Compiles across ranks",
+            ("compile id", "function", *(f"rank {rank}" for rank in report.ranks), "slowest"),
+            tuple(
+                (
+                    row.compile_id,
+                    function_label(row.function),
+                    *(_rank_cell(next((c for c in row.compiles if c.rank == rank), None)) for rank in report.ranks),
+                    slowest(row),
+                )
+                for row in report.rank_compiles
+            ),
+            note="each rank: compile time (forward and backward), cache hits/misses, outcome; -: not compiled there. "
+            "slowest: the rank that took longest, and how much longer than the median of the ranks that compiled it.",
+            optional=True,
+        ),
+        Table(
+            "rank_only",
+            "Compiles on some ranks only",
+            ("compile id", "compiled on", "function", "reason"),
+            tuple(
+                (row.compile_id, _ranks(row.ranks), function_label(row.function), Reasons(row.reasons))
+                for row in report.rank_divergences
+            ),
+            note="a compile some ranks did and the others did not: their shapes or guards diverged.",
+            optional=True,
+        ),
+    )
 
 
 def _artifacts(counts: tuple[tuple[str, int], ...]) -> str:
@@ -69,7 +158,7 @@ def _artifacts(counts: tuple[tuple[str, int], ...]) -> str:
 
 
 def report_tables(report: Report) -> tuple[Table, ...]:
-    """The six tables, in the order both views show them."""
+    """The tables, in the order both views show them: six, then the two of a multi-rank run."""
     return (
         Table(
             "functions",
@@ -89,7 +178,7 @@ def report_tables(report: Report) -> tuple[Table, ...]:
             ),
             tuple(
                 (
-                    r.function,
+                    function_label(r.function),
                     Location(r.file, r.line),
                     str(r.compiles),
                     str(r.recompiles),
@@ -113,8 +202,8 @@ def report_tables(report: Report) -> tuple[Table, ...]:
             tuple(
                 (
                     with_process(r.process, r.compile_id),
-                    r.function,
-                    "(no app span)" if r.app_span is None else r.app_span,
+                    function_label(r.function),
+                    trigger(r.app_span, r.app_attributes),
                     r.trace_id or "?",
                     Reasons(r.reasons),
                 )
@@ -129,7 +218,7 @@ def report_tables(report: Report) -> tuple[Table, ...]:
             tuple(
                 (
                     with_process(r.process, r.compile_id),
-                    r.function,
+                    function_label(r.function),
                     r.limit_type,
                     r.limit,
                     catalog.LIMIT_OUTCOMES.get(r.action, ""),
@@ -145,7 +234,7 @@ def report_tables(report: Report) -> tuple[Table, ...]:
             tuple(
                 (
                     with_process(r.process, r.compile_id),
-                    r.function,
+                    function_label(r.function),
                     Location(r.file, r.line),
                     str(r.count),
                     Reason(r.reason),
@@ -171,9 +260,8 @@ def report_tables(report: Report) -> tuple[Table, ...]:
                 if _has_counts(r)
             ),
             numeric=(1, 2, 3, 4),
-            empty="No cache counts in the input.",
-            note=f"spans: the compile spans' pytorch.compile.*_cache_hit_count / _miss_count, summed; "
-            f"metric: {catalog.METRIC_CACHE_LOOKUPS} (latest value of each cumulative stream, delta points summed).",
+            empty="No cache lookups in the input (backends such as eager and aot_eager use no compile cache).",
+            note=" ".join(cache_notes(report)),
         ),
         Table(
             "artifacts",
@@ -186,4 +274,5 @@ def report_tables(report: Report) -> tuple[Table, ...]:
             numeric=(1,),
             empty="No artifact log records.",
         ),
+        *rank_tables(report),
     )
