@@ -122,3 +122,14 @@ def test_a_user_module_in_torch_logs_is_found_beside_the_script(tmp_path):
                     {**base, **QUIET_OTEL, "TORCH_LOGS": "my_model"}, cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "hello from my_model" in run.stderr
+
+
+@pytest.mark.parametrize("program", [[sys.executable, "-c", "pass"], ["no-such-program-torch-otel-test"]])
+def test_the_file_notice_is_true_for_a_run_that_exports_nothing(tmp_path, program):
+    """The notice names the default file, which a run with nothing to export (a program that never imports torch,
+    a command that does not exist) never creates: the notice says so, on one line."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TORCH_"))}
+    run = run_child([str(BIN / "torch-otel"), "run", "--", *program], base, cwd=tmp_path)
+    (notice,) = [line for line in run.stderr.splitlines() if "no OTLP endpoint configured" in line]
+    assert ", created when a process has something to export (read it with `torch-otel report " in notice
+    assert not list(tmp_path.iterdir())

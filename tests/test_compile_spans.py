@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 import threading
 from contextlib import contextmanager
@@ -26,6 +27,7 @@ from torch_otel.instrumentor import TorchInstrumentor
 from torch_otel.capture.log_handler import TorchLogHandler
 from torch_otel.config.settings import Settings
 from torch_otel.capture.torch_hooks import FEATURES, supported_features
+from torch_otel.exporters.file_export import JsonLinesFile, OtlpJsonLogExporter, OtlpJsonSpanExporter
 
 from inmemory import LogCapture
 from torch_state import preserved_torch_logging
@@ -585,6 +587,44 @@ def test_structured_off_leaves_torchs_trace_log_alone(pipeline):
     assert not [r for r in records if (r.event_name or "").startswith("pytorch.trace.")]
     assert pipeline.compile_spans()
     assert all(h in handlers_before for h in internal.trace_log.handlers)
+
+
+# -- strings from the user's code objects are valid UTF-8 on the wire ----------------------------------------------------
+def test_an_undecodable_file_name_is_exported_with_a_replacement_character(pipeline, tmp_path, capfd):
+    """A file name with a byte that is not UTF-8 reaches Python as a lone surrogate in ``co_filename``; the SDK's
+    OTLP encoder cannot encode it, drops the attribute and prints a traceback."""
+    namespace: dict = {}
+    exec(compile("def shaped(x):\n    return x * 2 + 1\n", "/tmp/caf\udce9.py", "exec"), namespace)
+    with instrumented(pipeline):
+        serve_requests(pipeline, namespace["shaped"], [4, 8])
+        records = pipeline.logs.records()
+    out = JsonLinesFile(tmp_path / "otlp.jsonl")
+    sdk_logger, sdk_errors = logging.getLogger("opentelemetry"), _InternalErrors()
+    sdk_logger.addHandler(sdk_errors)
+    try:
+        assert OtlpJsonSpanExporter(out).export(pipeline.spans()).name == "SUCCESS"
+        assert OtlpJsonLogExporter(out).export(records).name == "SUCCESS"
+    finally:
+        sdk_logger.removeHandler(sdk_errors)
+    assert not [r.getMessage() for r in sdk_errors.records]
+    assert "Failed to encode" not in capfd.readouterr().err
+
+    lines = [json.loads(line) for line in (tmp_path / "otlp.jsonl").read_bytes().decode("utf-8").splitlines()]
+    (spans,) = [line["resourceSpans"] for line in lines if "resourceSpans" in line]
+    exported = [span for resource in spans for scope in resource["scopeSpans"] for span in scope["spans"]]
+    paths = {attribute["value"]["stringValue"]
+             for span in exported if span["name"] == "torch.compile"
+             for item in (span["attributes"], *(event.get("attributes", []) for event in span.get("events", [])))
+             for attribute in item if attribute["key"] == catalog.ATTR_CODE_FILE}
+    assert paths == {"/tmp/caf\ufffd.py"} or paths == {"/tmp/caf?.py"}, paths
+    recompile_events = [span for span in exported if span["name"] == "request"
+                        and any(event["name"] == catalog.EVENT_RECOMPILE for event in span.get("events", []))]
+    assert recompile_events, "the recompile event on the request span was not exported"
+    (logs,) = [line["resourceLogs"] for line in lines if "resourceLogs" in line]
+    record_paths = {attribute["value"]["stringValue"]
+                    for resource in logs for scope in resource["scopeLogs"] for record in scope["logRecords"]
+                    for attribute in record.get("attributes", []) if attribute["key"] == catalog.ATTR_CODE_FILE}
+    assert record_paths == paths
 
 
 # -- inductor: its phases nest under backend_compile, and every span stays in the request's trace ---------------------

@@ -525,7 +525,9 @@ def test_trace_id_filter_item_without_brackets_gets_a_warning():
     assert code == 0, out
     warnings = [line.strip() for line in section(out, "TORCH_LOGS").splitlines() if "[warning]" in line]
     assert len(warnings) == 1
-    assert "'0/1'" in warnings[0] and "torch compares ids with brackets, e.g. [0/1]" in warnings[0]
+    assert warnings[0].endswith("item '0/1' matches no record: torch compares bracketed ids: did you mean '[0/1]'?")
+    (described,) = [line for line in section(out, "TORCH_LOGS").splitlines() if "TORCH_LOGS_TRACE_ID_FILTER=" in line]
+    assert "only records of [1/0] are exported" in described  # not of 0/1, which matches nothing
 
     from torch._guards import CompileContext, CompileId, compile_context
 
@@ -533,6 +535,28 @@ def test_trace_id_filter_item_without_brackets_gets_a_warning():
     with compile_context(CompileContext(CompileId(frame_id=0, frame_compile_id=1))):
         assert internal.TorchLogsFormatter(trace_id_filter={"0/1"}).format(record) == ""  # what torch does with it
         assert internal.TorchLogsFormatter(trace_id_filter={"[0/1]"}).format(record)
+
+
+def test_a_trace_id_filter_that_matches_nothing_says_so_once():
+    code, out = run("--no-check", environ={"TORCH_LOGS_TRACE_ID_FILTER": "0/1"})
+    assert code == 0, out
+    (line,) = [line.strip() for line in section(out, "TORCH_LOGS").splitlines() if "TORCH_LOGS_TRACE_ID_FILTER" in line]
+    assert line.startswith("[warning] TORCH_LOGS_TRACE_ID_FILTER='0/1' matches no record")
+    assert line.endswith("'0/1': torch compares bracketed ids: did you mean '[0/1]'?")
+    assert "only records of" not in line
+
+
+def test_brackets_are_suggested_only_for_items_that_look_like_a_compile_id():
+    code, out = run("--no-check", environ={"TORCH_LOGS_TRACE_ID_FILTER": "[0/1],garbage,!0/0/1,[0/0_1,[]"})
+    assert code == 0, out
+    warnings = {line.split(" item ", 1)[1] for line in section(out, "TORCH_LOGS").splitlines() if " item " in line}
+    not_an_id = "matches no record: not a compile id, which torch prints as [0/1], [0/0_1] or [!0/0/1]"
+    assert warnings == {
+        f"'garbage' {not_an_id}",
+        f"'[]' {not_an_id}",
+        "'!0/0/1' matches no record: torch compares bracketed ids: did you mean '[!0/0/1]'?",
+        "'[0/0_1' matches no record: torch compares bracketed ids: did you mean '[0/0_1]'?",
+    }
 
 
 @pytest.mark.parametrize("variable", ["TORCH_LOGS_OUT", "TORCH_LOGS_FORMAT"])

@@ -93,3 +93,20 @@ def test_a_bad_output_path_is_one_paragraph_exit_2_and_nothing_lost(ranked_run: 
     assert lines[0] == f"torch-otel report: wrote {page}"
     assert len(lines) == 2 and lines[1].startswith(f"torch-otel report: cannot write the Perfetto trace to {target}: ")
     assert "Traceback" not in err
+
+
+def test_a_compile_still_running_is_an_instant_event_on_its_rank(tmp_path: Path):
+    data = Path(__file__).parent / "data" / "report"
+    out = tmp_path / "stuck.json"
+    code, _, err = run_main(str(data / "stuck0.jsonl"), str(data / "stuck1.jsonl"), "--perfetto", str(out))
+    assert code == 0, err
+    trace = json.loads(out.read_text())
+    assert all(event["ph"] in ("X", "M", "i") for event in trace["traceEvents"])
+    (instant,) = [event for event in trace["traceEvents"] if event["ph"] == "i"]
+    assert instant["pid"] == 1 and instant["s"] == "p" and instant["cat"] == catalog.SPAN_COMPILE + ".unfinished"
+    assert instant["name"] == "still compiling 0/0 (scaled_cos)"
+    assert instant["args"][catalog.ATTR_PHASE] == "backend_compile" and instant["args"][catalog.ATTR_ELAPSED] == 4.0
+    names = {e["pid"]: e["args"]["name"] for e in trace["traceEvents"] if e["name"] == "process_name"}
+    assert names[1].startswith("rank 1")
+    compiles = [e for e in trace["traceEvents"] if e["ph"] == "X" and e["name"] == catalog.SPAN_COMPILE]
+    assert [e["pid"] for e in compiles] == [0]  # rank 0's finished compile

@@ -131,9 +131,19 @@ def test_fork_child_sends_its_spans_and_metrics_over_otlp(collector, otlp_sink):
     child_points = otlp_sink.wait_for(lambda s: [p for p in s.metrics()
                                                  if p.resource.get("process.pid") == pids["child_pid"]])
     assert {point.name for point in child_points} >= {"pytorch.compile.duration"}
-    parent_points = [p for p in otlp_sink.metrics() if "process.pid" not in p.resource
+    parent_points = [p for p in otlp_sink.metrics() if p.resource.get("process.pid") == pids["pid"]
                      and p.name == "pytorch.compile.duration"]
     assert parent_points, "the parent's own metrics did not arrive"
+    # One identity per process on every signal, log records taking the fast path's own encoder included.
+    otlp_sink.wait_for(lambda s: any(r.resource.get("process.pid") == pids["child_pid"] for r in s.log_records()))
+    identities = {}
+    for pid in (pids["pid"], pids["child_pid"]):
+        per_signal = [{(item.resource.get("service.instance.id"), pid) for item in items
+                       if item.resource.get("process.pid") == pid}
+                      for items in (otlp_sink.spans(), otlp_sink.log_records(), otlp_sink.metrics())]
+        (identities[pid],) = per_signal[0]
+        assert per_signal[1] == per_signal[2] == {identities[pid]}, per_signal
+    assert identities[pids["pid"]][0] != identities[pids["child_pid"]][0]
 
 
 LOSS_LINE = re.compile(r"^torch-otel: not delivered \(failed, or still queued at exit\): (?P<counts>[^;]+)", re.M)

@@ -34,6 +34,7 @@ from torch_otel import catalog
 from torch_otel.tools import report
 from torch_otel.tools.report import Progress, ReportParseError, parse_line, read_files, reading, render_text
 from torch_otel.tools.report.html import render_html
+from torch_otel.tools.report.tables import trigger
 
 from torch_state import preserved_torch_logging
 
@@ -1022,8 +1023,8 @@ def test_line_numbers_and_numbers_in_reasons_are_never_cut(width: int):
     text = render_text(rep, width)
     for row in rep.graph_breaks:
         assert re.search(rf"…/\S*model_step\.py:{row.line}\s", _text_section(text, "Graph breaks"))
-    for row in rep.functions:
-        assert f"model_step.py:{row.line} " in _text_section(text, "Compiles per function")
+    for row in rep.functions:  # in its column, or on a line of its own under the row when the width is short
+        assert re.search(rf"model_step\.py:{row.line}(\s|$)", _text_section(text, "Compiles per function"), re.M)
     recompiles = _text_section(text, "Recompiles")
     assert not re.search(r"[0-9]…|…[0-9]", recompiles)  # nothing cut next to a digit
     reason_column = recompiles.splitlines()[1].index("reason")
@@ -1094,3 +1095,117 @@ def test_request_label_leads_with_what_identifies_a_request():
     assert label("POST /v1/generate", attributes) == "POST /v1/generate id=req-7 seq_len=48 agent=curl"
     assert label("train_step", {"training.step": 3}) == "train_step step=3"
     assert len(label("x" * 100, attributes, 40)) == 40 and label("x" * 100, attributes, 0).startswith("x" * 100)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Fitting the width, outputs that would destroy inputs, recompile limits, huge reasons
+# ---------------------------------------------------------------------------------------------------------------
+LIMIT = DATA / "limit.jsonl"
+STUCK = [DATA / "stuck0.jsonl", DATA / "stuck1.jsonl"]
+
+
+@pytest.mark.parametrize("width", [120, 80])
+@pytest.mark.parametrize("files", [[SERVE], [LIMIT], STUCK, [DATA / "rank0.jsonl", DATA / "rank1.jsonl"]],
+                         ids=["serve", "limit", "stuck", "ranks"])
+def test_every_line_fits_the_width_and_nothing_that_matters_is_lost(width: int, files: list[Path]):
+    rep = read_files([str(p) for p in files]).report
+    wide = render_text(rep, report.DEFAULT_WIDTH)
+    code, text, _ = run_main(*map(str, files), "--width", str(width))
+    assert code == 0 and text != wide
+    assert [line for line in text.splitlines() if len(line) > width] == []
+    for row in rep.functions:  # file name and :LINE of every function, whole
+        assert re.search(rf"{re.escape(Path(row.file).name)}:{row.line}(\s|$)", text, re.M), (row, text)
+    for row in rep.recompiles:  # the request that paid, and every number of its reasons
+        recompiles = _text_section(text, "Recompiles")
+        assert trigger(row.app_span, row.app_attributes) in recompiles
+        joined = " ".join(recompiles.split())
+        for reason in row.reasons:
+            for number in re.findall(r"(?<![\w.])[0-9]+(?:\.[0-9]+)?", reason.split("\n")[0]):
+                assert re.search(rf"(?<![\w.]){re.escape(number)}(?![0-9])", joined)
+        assert row.trace_id[:8] in recompiles
+    if rep.recompiles and width < 160:
+        assert not any(row.trace_id in text for row in rep.recompiles)  # 8 hex digits only: a search still finds it
+
+
+def test_columns_environment_sets_the_width(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv("COLUMNS", raising=False)
+    code, wide, _ = run_main(str(SERVE))
+    assert code == 0 and max(len(line) for line in wide.splitlines()) > 80  # 160 when stdout is not a terminal
+    monkeypatch.setenv("COLUMNS", "80")
+    code, narrow, _ = run_main(str(SERVE))
+    assert code == 0 and narrow == render_text(read_files([str(SERVE)]).report, 80)
+    assert max(len(line) for line in narrow.splitlines()) <= 80
+    code, whole, _ = run_main(str(SERVE), "--width", "0")  # --width wins over COLUMNS
+    assert whole == render_text(read_files([str(SERVE)]).report, 0)
+
+
+@pytest.mark.parametrize("options", [["--html", "{input}"], ["--perfetto", "{link}"], ["--html", "{out}", "--perfetto",
+                                     "{out_again}"]], ids=["html-is-input", "perfetto-is-input-via-link", "both-same"])
+def test_an_output_that_would_overwrite_an_input_or_the_other_output_is_refused(tmp_path: Path, options: list[str]):
+    source = tmp_path / "run.jsonl"
+    shutil.copy(LIMIT, source)
+    (tmp_path / "link.jsonl").symlink_to(source)
+    (tmp_path / "out.html").write_text("keep me")
+    paths = {"input": str(source), "link": str(tmp_path / "link.jsonl"), "out": str(tmp_path / "out.html"),
+             "out_again": str(tmp_path / "." / "out.html")}
+    argv = [str(source), *(option.format(**paths) for option in options)]
+    code, out, err = run_main(*argv)
+    assert code == report.EXIT_USAGE and out == ""
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err and "Nothing was read or written" in err
+    named = options[1].format(**paths)
+    assert named in err
+    assert source.read_bytes() == LIMIT.read_bytes() and (tmp_path / "out.html").read_text() == "keep me"
+
+
+def test_a_dash_output_goes_to_stdout_instead_of_the_terminal_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_main(str(LIMIT), "--perfetto", "-")
+    assert code == 0 and json.loads(out)["traceEvents"] and not (tmp_path / "-").exists()
+    code, out, err = run_main(str(LIMIT), "--html", "-", "--perfetto", "trace.json")
+    assert code == 0 and out.startswith("<!doctype html>") and json.loads((tmp_path / "trace.json").read_text())
+    code, out, err = run_main(str(LIMIT), "--html", "-", "--perfetto", "-")
+    assert code == report.EXIT_USAGE and out == "" and "both ask for stdout" in err and not (tmp_path / "-").exists()
+
+
+def test_a_recompile_limit_hit_is_counted_as_a_limit_not_a_failure_or_a_recompile():
+    limits = {}
+    for line in LIMIT.read_text().splitlines():
+        for resource in json.loads(line).get("resourceSpans", []):
+            for span in resource["scopeSpans"][0]["spans"]:
+                events = [e for e in span.get("events", []) if e["name"] == catalog.EVENT_RECOMPILE_LIMIT]
+                if events:
+                    attributes = {a["key"]: a["value"]["stringValue"] for a in events[0]["attributes"]
+                                  if "stringValue" in a["value"]}
+                    function = attributes[catalog.ATTR_CODE_FUNCTION]
+                    limits.setdefault(function, []).append(attributes[catalog.ATTR_LIMIT_ACTION])
+    assert limits == {"scale_by": ["run_eager"], "shift_by": ["raise", "raise"]}
+    rep = read_files([str(LIMIT)]).report
+    rows = {row.function: row for row in rep.functions}
+    for function, actions in limits.items():
+        row = rows[function]
+        assert (row.limit_hits, row.failures, row.compiles, row.recompiles) == (len(actions), 0, 2, 1)
+        assert all(not compile_id.endswith(("/2", "/3")) for compile_id in row.compile_ids)
+    table = {t.key: t for t in report.report_tables(rep)}["functions"]
+    failed, limit_hits = table.headers.index("failed"), table.headers.index("limit hits")
+    assert {(row[failed], row[limit_hits]) for row in table.rows} == {("0", "1"), ("0", "2")}
+    page = render_html(rep)
+    assert "recompile limit hit (torch ran it eagerly)" in page
+    assert "recompile limit hit (raised FailOnRecompileLimitHit)" in page
+    assert not re.search(r"failed [0-9]/[0-9]: Unsupported", page)
+
+
+def test_a_huge_reason_is_capped_to_a_few_lines_with_what_is_left_out(tmp_path: Path):
+    huge = "Unsupported: " + " ".join(f"word{n}" for n in range(20_000))  # about 130 KB, one line
+    lines = SERVE.read_text().splitlines(keepends=True)
+    path = tmp_path / "huge.jsonl"
+    path.write_text("".join(line.replace("Data-dependent branching", huge) for line in lines))
+    rep = read_files([str(path)]).report
+    assert any(row.reason.startswith(huge) for row in rep.graph_breaks)
+    for width in (report.DEFAULT_WIDTH, 80):
+        text = render_text(rep, width)
+        breaks = _text_section(text, "Graph breaks")
+        markers = re.findall(r"… \(([0-9]+) more characters; --width 0 for all\)", " ".join(breaks.split()))
+        assert markers and all(int(n) > 100_000 for n in markers)
+        assert len(breaks.splitlines()) <= 3 + len(rep.graph_breaks) * (report.text.MAX_CELL_LINES + 1)
+        assert all(len(line) <= width for line in text.splitlines())
+    assert huge in render_text(rep, 0)  # --width 0: all of it

@@ -342,3 +342,25 @@ def readme_screenshot(root: Path = Path(__file__).resolve().parents[1]) -> Path:
 
 if __name__ == "__main__":
     print(readme_screenshot())
+
+
+STUCK = [Path(__file__).parent / "data" / "report" / name for name in ("stuck0.jsonl", "stuck1.jsonl")]
+
+
+@pytest.mark.parametrize("files", [STUCK, STUCK[1:]], ids=["two-ranks", "the-stuck-rank-alone"])
+def test_a_compile_still_running_is_an_open_ended_bar_with_a_note(files: list[Path]):
+    rep = report.read_files([str(p) for p in files]).report
+    (stuck,) = rep.unfinished
+    page = render_html(rep)
+    bars = re.findall(r'<div class="bar k-running"[^>]*style="left:([0-9.]+)%;width:([0-9.]+)%[^>]*>([^<]*)</div>', page)
+    assert len(bars) == 1 and float(bars[0][1]) > 0, bars
+    assert bars[0][2].startswith("still compiling 0/0 (scaled_cos) · backend_compile · 4.00 s at slow warning 4")
+    notes = re.findall(r'<li class="note n-running"[^>]*><i></i><b>([^<]*)</b>: <span class="reason">([^<]*)</span>', page)
+    assert notes == [("still compiling 0/0 (scaled_cos)", "backend_compile · 4.00 s at slow warning 4")]
+    assert "<h2>Compiles that did not finish</h2>" in page
+    assert page.index("<h2>Compiles that did not finish</h2>") < page.index("<h2>Compiles per function</h2>")
+    if len(files) == 2:  # on rank 1's lane, and rank 0's slow but finished compile is a plain compile
+        lanes = re.findall(r'<b class="lane-title">([^<]*)</b>', page)
+        assert lanes == ["rank 0", "rank 1"]
+        assert page.index('class="bar k-running"') > page.index('<b class="lane-title">rank 1</b>')
+        assert "rank 0 0/0: warned 2×, longest in backend_compile" in page

@@ -280,5 +280,7 @@ def test_rank_skew_report_names_the_rank_that_compiled_alone(skew_run):
                for row in across]
     found = [m for m in slowest if m]
     assert found, across
-    assert all(int(m.group(1)) in (0, 1) and float(m.group(2)) >= 0 for m in found)
-    assert "0/0" in {m.group(3).strip() for m in found}, across
+    # Rank 1's first compile paid for a cold cache (1.5 s in its backend): the report names it for 0/0 (with two
+    # ranks the median is their midpoint, so about half of that is over it).
+    first = [m for m in found if m.group(3).strip() == "0/0"]
+    assert len(first) == 1 and first[0].group(1) == "1" and float(first[0].group(2)) >= 0.5, across

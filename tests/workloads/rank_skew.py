@@ -3,7 +3,8 @@
 A function compiled with backend="eager" and dynamic=False runs STEPS steps; after each step every rank joins an
 all_reduce, so the ranks really wait for each other in a collective. On step RECOMPILE_STEP rank 1 feeds a longer
 input than before (rank 0 keeps its shape), so rank 1 compiles a second time with a size-mismatch recompile reason
-and rank 0 waits for it in the all_reduce. Each rank opens an application span ``rank-step`` per step and prints
+and rank 0 waits for it in the all_reduce. Rank 1's first compile also pays for a cold cache, as on a freshly started
+node: its backend takes COLD_CACHE_S longer, once. Each rank opens an application span ``rank-step`` per step and prints
 one JSON line (rank, compiles seen, pid) when done.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from datetime import timedelta
 
 import torch
@@ -21,6 +23,15 @@ from opentelemetry import trace
 STEPS = 3
 RECOMPILE_STEP = 1
 SKEWED_RANK = 1
+COLD_CACHE_S = 1.5
+_cold = [True]
+
+
+def cold_cache_backend(gm: torch.fx.GraphModule, example_inputs: list[torch.Tensor]):
+    if dist.get_rank() == SKEWED_RANK and _cold[0]:
+        _cold[0] = False
+        time.sleep(COLD_CACHE_S)  # what a cache miss on one node costs it, compared with the others
+    return gm.forward
 
 
 def skewed_step(x: torch.Tensor) -> torch.Tensor:
@@ -31,7 +42,7 @@ def main() -> None:
     # A collective that waits longer than this fails instead of hanging the test.
     dist.init_process_group("gloo", timeout=timedelta(seconds=60))
     rank, world_size = dist.get_rank(), dist.get_world_size()
-    compiled = torch.compile(skewed_step, backend="eager", dynamic=False)
+    compiled = torch.compile(skewed_step, backend=cold_cache_backend, dynamic=False)
     tracer = trace.get_tracer("rank-skew-app")
     for step in range(STEPS):
         with tracer.start_as_current_span("rank-step") as span:

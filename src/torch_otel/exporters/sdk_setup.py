@@ -6,6 +6,7 @@ import logging
 import os
 import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
@@ -22,7 +23,7 @@ from opentelemetry.sdk.metrics.export import (
     MetricExportResult,
     PeriodicExportingMetricReader,
 )
-from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.resources import OTELResourceDetector, Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter, SpanExportResult
 
@@ -55,8 +56,14 @@ _RANK_VARIABLES = {
 _log = logging.getLogger("torch_otel")
 
 
+_PROCESS_PID = "process.pid"
+_SERVICE_INSTANCE_ID = "service.instance.id"
+
+
 def build_resource(environ: Mapping[str, str] | None = None) -> Resource:
-    """OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES, plus the torch version and torchrun's rank variables."""
+    """OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES, plus the torch version, torchrun's rank variables, and the
+    process's identity: ``process.pid`` and a random ``service.instance.id`` (the SDK's own where it makes one).
+    Keys set in OTEL_RESOURCE_ATTRIBUTES win over the identity; see ``Providers.renew_after_fork`` for a child."""
     environ = os.environ if environ is None else environ
     attributes: dict[str, Any] = {}
     try:
@@ -67,7 +74,29 @@ def build_resource(environ: Mapping[str, str] | None = None) -> Resource:
         value = environ.get(variable, "")
         if value.isascii() and value.isdigit():  # torchrun's own values; anything else is not a rank
             attributes[key] = int(value)
-    return Resource.create(attributes)
+    return Resource(_new_identity()).merge(Resource.create(attributes))
+
+
+def _new_identity() -> dict[str, Any]:
+    return {_PROCESS_PID: os.getpid(), _SERVICE_INSTANCE_ID: str(uuid.uuid4())}
+
+
+def renewed_identity(resource: Resource) -> Resource:
+    """``resource`` as this process's own after a fork: a new ``service.instance.id`` and this ``process.pid``,
+    except for keys the user set in OTEL_RESOURCE_ATTRIBUTES."""
+    user_set = OTELResourceDetector().detect().attributes
+    return resource.merge(Resource({key: value for key, value in _new_identity().items() if key not in user_set}))
+
+
+def _set_resource(provider: Any, resource: Resource) -> None:
+    """Give an SDK tracer or logger provider, and the tracers or loggers it has handed out, ``resource``."""
+    update = getattr(provider, "_update_resource", None)
+    if update is not None:
+        update(resource)  # merged over the old one, whose keys ``resource`` all has
+        return
+    # SDK releases before fork-aware resources (1.39) have no way to update one; their tracers and loggers all
+    # share the provider's Resource object, so it is changed in place (this process's copy only).
+    provider.resource._attributes = resource._attributes
 
 
 _OTLP_EXPORTER_CLASSES = {
@@ -140,9 +169,12 @@ def _wire_log_sink(planned: PlannedExporter, resource: Resource, settings: Setti
             "torch-otel: this OTLP %s log exporter cannot send pre-encoded bytes; using the SDK path", planned.protocol
         )
         return None
+    return WireLogSink(exporter, _log_encoder(resource), settings.max_batch_bytes, LEDGER.logs)
+
+
+def _log_encoder(resource: Resource) -> LogEncoder:
     version = resource.attributes.get(catalog.RESOURCE_TORCH_VERSION)
-    encoder = LogEncoder(dict(resource.attributes), None if version is None else str(version))
-    return WireLogSink(exporter, encoder, settings.max_batch_bytes, LEDGER.logs)
+    return LogEncoder(dict(resource.attributes), None if version is None else str(version))
 
 
 def _sdk_log_queue_size(settings: Settings) -> int:
@@ -337,15 +369,21 @@ class Providers:
             except Exception:  # noqa: BLE001 - the process is on its way out
                 pass
 
-    def renew_meter_provider(self) -> Any:
-        """In a forked child: a meter provider of the child's own, exporting like the parent's, with the child's
-        ``process.pid`` in its resource so its cumulative series never mix with the parent's. None if torch-otel
-        did not create the meter provider, or for a Prometheus endpoint (which stays the parent's)."""
+    def renew_after_fork(self) -> Any:
+        """In a forked child: one new identity (``renewed_identity``) for spans, logs and metrics alike, and a
+        meter provider of the child's own, exporting like the parent's, so that the child's cumulative series never
+        mix with the parent's. Returns that meter provider; None if torch-otel did not create the meter provider,
+        or for a Prometheus endpoint (which stays the parent's)."""
+        self.resource = renewed_identity(self.resource)
+        for name in ("tracer", "logger"):
+            if name in self.created:
+                _set_resource(getattr(self, f"{name}_provider"), self.resource)
+        if self.log_sink is not None:
+            self.log_sink.encoder = _log_encoder(self.resource)
         if "meter" not in self.created or all(_is_pull_reader(p) for p in self.plan.exporters["metrics"]):
             return None
-        resource = self.resource.merge(Resource({"process.pid": os.getpid()}))
         self.meter_provider = MeterProvider(
-            resource=resource,
+            resource=self.resource,
             shutdown_on_exit=False,
             metric_readers=_metric_readers(self.plan, None, self.file_sink, self.exporters, pull=False),
         )

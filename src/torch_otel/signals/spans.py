@@ -23,6 +23,7 @@ from torch_otel import catalog
 from torch_otel.capture import torch_internals
 from torch_otel.capture.torch_hooks import FunctionIdentity, Phase
 from torch_otel.signals.ids import PRIVATE_IDS
+from torch_otel.signals.log_records import valid_utf8
 from torch_otel.signals.redaction import Redactor
 
 
@@ -90,6 +91,16 @@ def _code_attributes(function: FunctionIdentity | None) -> dict[str, Any]:
     }
 
 
+def _exportable_value(key: str, value: Any, redact: Redactor | None) -> Any:
+    if isinstance(value, str):
+        if redact is not None:
+            value = redact.path(value) if key == catalog.ATTR_CODE_FILE else redact.text(value)
+        return valid_utf8(value)
+    if isinstance(value, (list, tuple)):
+        return [_exportable_value("", item, redact) for item in value]
+    return value
+
+
 class CompileSpans:
     """A CompileListener that turns torch's compile phases into nested spans, per thread."""
 
@@ -119,7 +130,7 @@ class CompileSpans:
         app_context: otel_context.Context | None = None
         if phase.depth == 0:
             self._end_awaiting()
-            code = self._redacted(_code_attributes(phase.function))
+            code = self._exportable(_code_attributes(phase.function))
             attributes.update(code)
             app_span = trace.get_current_span()
             app_context = otel_context.get_current()
@@ -223,9 +234,9 @@ class CompileSpans:
         restart_reasons = getattr(metrics, "restart_reasons", None)
         if restart_reasons:
             attributes[catalog.ATTR_RESTART_REASONS] = sorted(str(r) for r in restart_reasons)
-        span.set_attributes(self._redacted(attributes))
+        span.set_attributes(self._exportable(attributes))
         if getattr(metrics, "fail_type", None):
-            reason = self._redactor.text(f"{metrics.fail_type}: {metrics.fail_reason or ''}".strip())
+            reason = valid_utf8(self._redactor.text(f"{metrics.fail_type}: {metrics.fail_reason or ''}".strip()))
             span.set_status(Status(StatusCode.ERROR, reason))
 
     def recompiled(self, reasons: Sequence[str], function: FunctionIdentity | None) -> None:
@@ -236,7 +247,7 @@ class CompileSpans:
             attributes[catalog.ATTR_COMPILE_ID] = compile_id
         if compile_phase is not None and function is not None and compile_phase.function is None:
             compile_phase.function = function
-            compile_phase.span.set_attributes(self._redacted(_code_attributes(function)))
+            compile_phase.span.set_attributes(self._exportable(_code_attributes(function)))
         self._event(
             compile_phase,
             catalog.EVENT_RECOMPILE,
@@ -302,20 +313,12 @@ class CompileSpans:
     def _compile_id(compile_phase: _OpenPhase | None) -> str | None:
         return compile_phase.compile_id if compile_phase is not None else None
 
-    def _redacted(self, attributes: dict[str, Any]) -> dict[str, Any]:
-        if not self._redactor.active:
-            return attributes
-        redact = self._redactor
-        return {
-            key: redact.path(value)
-            if key == catalog.ATTR_CODE_FILE and isinstance(value, str)
-            else redact.text(value)
-            if isinstance(value, str)
-            else [redact.text(item) for item in value]
-            if isinstance(value, (list, tuple))
-            else value
-            for key, value in attributes.items()
-        }
+    def _exportable(self, attributes: dict[str, Any]) -> dict[str, Any]:
+        """``attributes`` redacted (when redaction is on) and with every string valid UTF-8: file and function
+        names come from the user's code objects, and one lone surrogate (an undecodable file name) would make the
+        SDK's encoder drop the attribute with a traceback on stderr."""
+        redact = self._redactor if self._redactor.active else None
+        return {key: _exportable_value(key, value, redact) for key, value in attributes.items()}
 
     def _event(
         self,
@@ -326,8 +329,8 @@ class CompileSpans:
         body: str,
         on_app_span: bool,
     ) -> None:
-        attributes = self._redacted(attributes)
-        body = self._redactor.text(body)
+        attributes = self._exportable(attributes)
+        body = valid_utf8(self._redactor.text(body))
         if compile_phase is not None:
             compile_phase.span.add_event(name, attributes)
             app_span = compile_phase.app_span

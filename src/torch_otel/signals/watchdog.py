@@ -198,14 +198,14 @@ class CompileWatchdog(CompileListener):
             catalog.ATTR_ELAPSED: round(elapsed, 3),
             catalog.ATTR_SLOW_THRESHOLD: due.threshold,
             catalog.ATTR_THREAD_ID: running.thread_id,
-            catalog.ATTR_THREAD_NAME: running.thread_name,
+            catalog.ATTR_THREAD_NAME: valid_utf8(running.thread_name),
         }
         if running.compile_id is not None:
             attributes[catalog.ATTR_COMPILE_ID] = running.compile_id
         function = running.function
         if function is not None:
-            attributes[catalog.ATTR_CODE_FUNCTION] = self._redactor.text(function.function)
-            attributes[catalog.ATTR_CODE_FILE] = self._redactor.path(function.file)
+            attributes[catalog.ATTR_CODE_FUNCTION] = valid_utf8(self._redactor.text(function.function))
+            attributes[catalog.ATTR_CODE_FILE] = valid_utf8(self._redactor.path(function.file))
             attributes[catalog.ATTR_CODE_LINE] = function.line
         what = attributes.get(catalog.ATTR_CODE_FUNCTION, "a frame")
         summary = (
@@ -237,7 +237,7 @@ class CompileWatchdog(CompileListener):
             return cap_body(valid_utf8(summary), self._max_body_bytes)
         frames = [valid_utf8(self._redactor.text(text)) for text in traceback.format_stack(frame)]
         del frame
-        head = f"{summary}\nStack of thread {running.thread_name} (most recent call last):\n"
+        head = f"{summary}\nStack of thread {valid_utf8(running.thread_name)} (most recent call last):\n"
         full = head + "".join(frames)
         size = len(full.encode("utf-8", "surrogatepass"))
         if size <= self._max_body_bytes:

@@ -5,6 +5,7 @@ what did not leave. Torch's own helper processes are left alone."""
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import signal
 import sys
@@ -21,6 +22,8 @@ from torch_otel.instrumentor import TorchInstrumentor, instrument
 
 WORKER_EXIT_BUDGET_S = 1.0  # DataLoader terminates workers that linger on their way out
 _LAUNCHERS = ("torch.distributed.",)  # torch modules run as programs that start user processes, e.g. torchrun
+
+_log = logging.getLogger("torch_otel")
 
 
 def start_after_torch_import() -> None:
@@ -52,7 +55,7 @@ def start_after_torch_import() -> None:
         bridge.at_worker_exit = lambda: _finish_at_exit(WORKER_EXIT_BUDGET_S)
     _started.append((providers, settings.shutdown_timeout))
     if hasattr(os, "register_at_fork"):
-        os.register_at_fork(after_in_child=_renew_metrics_in_child)
+        os.register_at_fork(after_in_child=_renew_in_child)
     _finish_on_sigterm()
 
 
@@ -84,13 +87,17 @@ def _finish_at_exit(budget: float | None = None) -> None:
         finish(providers, timeout if budget is None else min(budget, timeout))
 
 
-def _renew_metrics_in_child() -> None:
-    """A forked child records torch-otel's metrics into a meter provider of its own: the inherited instruments
-    hold the parent's cumulative values, which the child must not export as its own."""
+def _renew_in_child() -> None:
+    """A forked child is a process of its own: a new identity on all three signals, and torch-otel's metrics in a
+    meter provider of its own (the inherited instruments hold the parent's cumulative values). Registered after
+    the SDK's providers were built, so this runs after their own at-fork handlers."""
     for providers, _ in _started:
-        meter_provider = providers.renew_meter_provider()
-        if meter_provider is not None and TorchInstrumentor.metrics is not None:
-            TorchInstrumentor.metrics.rebind(TorchInstrumentor.meter(meter_provider))
+        try:
+            meter_provider = providers.renew_after_fork()
+            if meter_provider is not None and TorchInstrumentor.metrics is not None:
+                TorchInstrumentor.metrics.rebind(TorchInstrumentor.meter(meter_provider))
+        except Exception:  # noqa: BLE001 - never raise into os.fork's caller; the child keeps the parent's identity
+            _log.debug("torch-otel: could not renew the forked child's resource", exc_info=True)
 
 
 def finish(providers: Providers, timeout: float) -> None:

@@ -89,9 +89,9 @@ def announce_file(path: Path) -> None:
     """Said once per run, by the process the user started; every process of the run that has something to export
     appends to this one file, and a run that exports nothing leaves none."""
     say(
-        f"no OTLP endpoint configured, so traces, logs and metrics from this run go to {path} "
-        f"(read it with `torch-otel report {path}`; set OTEL_EXPORTER_OTLP_ENDPOINT to send to a collector "
-        "instead)."
+        f"no OTLP endpoint configured, so traces, logs and metrics from this run go to {path}, created when a "
+        f"process has something to export (read it with `torch-otel report {path}`; set "
+        "OTEL_EXPORTER_OTLP_ENDPOINT to send to a collector instead)."
     )
 
 

@@ -42,6 +42,7 @@ import importlib
 import importlib.metadata
 import logging
 import os
+import re
 import socket
 import ssl
 import sys
@@ -382,27 +383,44 @@ def _trace_id_filter_items(raw: str) -> list[str]:
     return list(dict.fromkeys(item.strip() for item in raw.split(",") if item.strip()))
 
 
+_COMPILE_ID = re.compile(r"!?\d+(/[\d-]+)*(_\d+)?")  # torch's CompileId as printed: 0/1, 0/0_1, !0/0/1
+
+
+def _trace_id_filter_problem(item: str) -> str | None:
+    """Why a TORCH_LOGS_TRACE_ID_FILTER item can match no record, or None if it can: torch compares each item with
+    the bracketed id it prints (``[0/1]``)."""
+    bare = item.strip("[]")
+    if _COMPILE_ID.fullmatch(bare):
+        return None if item == f"[{bare}]" else f"torch compares bracketed ids: did you mean '[{bare}]'?"
+    return "not a compile id, which torch prints as [0/1], [0/0_1] or [!0/0/1]"
+
+
 def _describe_trace_id_filter(report: _Report, environ: Mapping[str, str]) -> None:
     raw = environ.get(TORCH_LOGS_TRACE_ID_FILTER)
     if raw is None:
         return
     ids = _trace_id_filter_items(raw)
+    problems = {item: problem for item in ids if (problem := _trace_id_filter_problem(item)) is not None}
+    matching = [item for item in ids if item not in problems]
+    if ids and not matching and TORCH_LOGS_FORMAT not in environ:
+        reasons = "; ".join(f"{item!r}: {problem}" for item, problem in problems.items())
+        report.warning(
+            f"{TORCH_LOGS_TRACE_ID_FILTER}={raw!r} matches no record, so torch prints none of its log lines and none "
+            f"is exported (torch-otel's compile spans, metrics and events are not filtered). {reasons}"
+        )
+        return
     if not ids:
         effect = "no ids, so no filter: every record is exported"
     elif TORCH_LOGS_FORMAT in environ:
         effect = f"ignored because {TORCH_LOGS_FORMAT} is set (torch filters only with its own format)"
     else:
         effect = (
-            f"only records of {', '.join(ids)} are exported (torch prints only those too), and none logged outside "
-            f"a compile; torch-otel's compile spans, metrics and events are not filtered"
+            f"only records of {', '.join(matching)} are exported (torch prints only those too), and none logged "
+            f"outside a compile; torch-otel's compile spans, metrics and events are not filtered"
         )
     report.info(f"{TORCH_LOGS_TRACE_ID_FILTER}={raw!r}: {effect}")
-    for item in ids:
-        if len(item) < 3 or not (item.startswith("[") and item.endswith("]")):
-            report.warning(
-                f"{TORCH_LOGS_TRACE_ID_FILTER} item {item!r} matches no record: torch compares ids with brackets, "
-                f"e.g. [0/1] (did you mean '[{item.strip('[]')}]'?)"
-            )
+    for item, problem in problems.items():
+        report.warning(f"{TORCH_LOGS_TRACE_ID_FILTER} item {item!r} matches no record: {problem}")
 
 
 def _describe_components(report: _Report, parsed: TorchLogsSettings, registry: Registry) -> None:

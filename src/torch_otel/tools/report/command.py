@@ -1,7 +1,8 @@
 """`torch-otel report FILE... [--html OUT] [--perfetto OUT.json]`: the command: arguments, then reading, the terminal
 view on stdout, the HTML view and the Perfetto (Chrome Trace Event Format) file (each imported only when asked for),
 and the errors on stderr. An output that cannot be written is one paragraph on stderr and exit code 2; the other
-views are still written."""
+views are still written. An output that is an input file, or both outputs one file, is refused before anything is
+read (exit 2). ``-`` as an output writes it to stdout in place of the terminal view."""
 
 from __future__ import annotations
 
@@ -87,12 +88,18 @@ def build_parser(out: IO[str], err: IO[str]) -> argparse.ArgumentParser:
         "OTLP JSON Lines files written by torch-otel's file export or an OpenTelemetry Collector file exporter.",
     )
     parser.add_argument("files", nargs="+", metavar="FILE", help="OTLP JSON Lines file(s); gzip is fine; - for stdin")
-    parser.add_argument("--html", metavar="OUT", help="also write a self-contained HTML report with a timeline")
+    parser.add_argument(
+        "--html",
+        metavar="OUT",
+        help="also write a self-contained HTML report with a timeline to OUT (- for stdout, instead of the terminal "
+        "report); never an input file",
+    )
     parser.add_argument(
         "--perfetto",
         metavar="OUT.json",
         help="also write the compile timeline, with the application spans around it, as a Chrome Trace Event Format "
-        "file for ui.perfetto.dev or chrome://tracing",
+        "file for ui.perfetto.dev or chrome://tracing (- for stdout, instead of the terminal report); never an input "
+        "file, nor the --html file",
     )
     parser.add_argument("--no-progress", action="store_true", help="never show the progress line on stderr")
     parser.add_argument(
@@ -118,9 +125,10 @@ def build_parser(out: IO[str], err: IO[str]) -> argparse.ArgumentParser:
         type=int,
         default=None,
         help=(
-            f"fit the tables to this many columns (default: the terminal's width, else {DEFAULT_WIDTH}). Names past "
-            "their column are cut at the end, locations keep the file name and :LINE, reasons wrap; 0 prints every "
-            "cell whole on one line (for piping into grep or a file)"
+            f"fit the tables to this many columns (default: COLUMNS, else the terminal's width, else {DEFAULT_WIDTH}). "
+            "A table too wide gives way: names are cut at the end, trace ids shown by their first 8 hex digits, "
+            "locations keep the file name and :LINE, some columns move onto a line under their row, reasons wrap "
+            "(at most 12 lines a cell); 0 prints every cell whole on one line (for piping into grep or a file)"
         ),
     )
     return parser
@@ -131,6 +139,20 @@ def _isatty(stream: IO[str]) -> bool:
         return bool(stream.isatty())
     except (AttributeError, ValueError):
         return False
+
+
+def _default_width(out: IO[str]) -> int:
+    """COLUMNS when it is a whole number over 0 (as shells and shutil.get_terminal_size read it), else the
+    terminal's width when stdout is one, else DEFAULT_WIDTH."""
+    columns = os.environ.get("COLUMNS", "").strip()
+    if columns.isdigit() and 0 < int(columns) < 100_000:
+        return int(columns)
+    if _isatty(out) and hasattr(out, "fileno"):
+        try:
+            return os.get_terminal_size(out.fileno()).columns
+        except OSError:
+            pass
+    return DEFAULT_WIDTH
 
 
 def main(
@@ -151,18 +173,19 @@ def main(
     try:
         for path in args.files:
             check_input(path)
+        _check_outputs(args.files, args.html, args.perfetto)
     except ReportInputError as error:
         err.write(f"torch-otel report: {error}\n")
         return EXIT_USAGE
     total = sum(os.path.getsize(p) for p in args.files if p != "-")
     progress = Progress(err, total, enabled=not args.no_progress and (args.progress or _isatty(err)))
     result = read_files(args.files, progress, stdin, args.max_line_bytes, args.max_file_bytes)
-    width = args.width
-    if width is None:
-        width = os.get_terminal_size(out.fileno()).columns if _isatty(out) and hasattr(out, "fileno") else DEFAULT_WIDTH
+    width = args.width if args.width is not None else _default_width(out)
+    to_stdout = "-" in (args.html, args.perfetto)  # the page or the trace goes to stdout: no terminal report there
     try:
-        out.write(render_text(result.report, width))
-        out.flush()
+        if not to_stdout:
+            out.write(render_text(result.report, width))
+            out.flush()
     except BrokenPipeError:  # `torch-otel report big.jsonl | head`
         if out is sys.stdout:
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - so the interpreter's final flush stays quiet
@@ -176,11 +199,12 @@ def main(
             err.write(f"torch-otel report: --html needs Jinja2 ({error}); pip install jinja2\n")
             code = EXIT_USAGE
         else:
-            code = max(code, _write(args.html, page, "the HTML report", err))
+            code = max(code, _write(args.html, page, "the HTML report", err, out))
     if args.perfetto:
         from torch_otel.tools.report.perfetto import render_perfetto
 
-        code = max(code, _write(args.perfetto, render_perfetto(result.report), "the Perfetto trace", err))
+        trace = render_perfetto(result.report)
+        code = max(code, _write(args.perfetto, trace, "the Perfetto trace", err, out))
     for line_error in result.errors:
         err.write(f"torch-otel report: {line_error.path}:{line_error.line}: {clean(line_error.message)}\n")
     if result.error_count:
@@ -196,8 +220,46 @@ def main(
     return EXIT_BAD_LINES if result.error_count or result.limit_errors else EXIT_OK
 
 
-def _write(path: str, text: str, what: str, err: IO[str]) -> int:
-    """Writes one output file; a failure is one paragraph on stderr and EXIT_USAGE."""
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet): compare where they would be
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _check_outputs(inputs: Sequence[str], html: str | None, perfetto: str | None) -> None:
+    """Refuses, before anything is read or written, an output that would overwrite an input file or the other
+    output: raises ReportInputError naming the path. ``-`` (stdout) may be one output, not both."""
+    outputs = [(option, path) for option, path in (("--html", html), ("--perfetto", perfetto)) if path]
+    if html == "-" and perfetto == "-":
+        raise ReportInputError(
+            "--html - and --perfetto - both ask for stdout; give one of them a file name (e.g. --perfetto trace.json)."
+        )
+    for option, path in outputs:
+        if path == "-":
+            continue
+        for source in inputs:
+            if source != "-" and _same_file(path, source):
+                raise ReportInputError(
+                    f"{option} {path} is the input file {source}: writing it would destroy the data being read. "
+                    "Nothing was read or written; give the output another name (e.g. report.html, trace.json)."
+                )
+    if html and perfetto and html != "-" and perfetto != "-" and _same_file(html, perfetto):
+        raise ReportInputError(
+            f"--html and --perfetto both name {html}: the second would overwrite the first. Nothing was read or "
+            "written; give each its own file name (e.g. --html report.html --perfetto trace.json)."
+        )
+
+
+def _write(path: str, text: str, what: str, err: IO[str], out: IO[str] | None = None) -> int:
+    """Writes one output file (``-``: to ``out``, stdout); a failure is one paragraph on stderr and EXIT_USAGE."""
+    if path == "-" and out is not None:
+        try:
+            out.write(text)
+            out.flush()
+        except BrokenPipeError:
+            pass
+        return EXIT_OK
     try:
         with open(path, "w", encoding="utf-8") as f:
             f.write(text)

@@ -25,14 +25,16 @@ from typing import Any, NamedTuple
 
 from torch_otel import catalog
 from torch_otel.tools.report.formatting import clean, format_us, location, request_label, truncate
-from torch_otel.tools.report.model import Bar, Lane, Report, reason_summary
+from torch_otel.tools.report.model import Bar, Lane, Report, UnfinishedCompile, limit_action, reason_summary
 from torch_otel.tools.report.parsing import Span
 from torch_otel.tools.report.tables import (
+    SEPARATOR,
     Cell,
     Location,
     Reason,
     Reasons,
     report_tables,
+    running_for,
 )
 
 ROW_PX = 18
@@ -46,10 +48,23 @@ KIND_LABELS = (
     ("compile", catalog.SPAN_COMPILE),
     ("recompile", "torch.compile (recompile)"),
     ("failed", "failed compile"),
+    ("limit", "recompile limit hit"),
+    ("running", "still compiling when the file ends"),
     ("backward", catalog.SPAN_BACKWARD_COMPILE),
     ("phase", "compile phase"),
 )
 TEMPLATE = "report.html.j2"
+LIMIT_WORDS = {catalog.LIMIT_RUNS_EAGER: "torch ran it eagerly", catalog.LIMIT_RAISES: "raised FailOnRecompileLimitHit"}
+COMPILE_KINDS = ("compile", "recompile", "failed", "limit", "backward")
+
+
+def limit_note(span: Span) -> str | None:
+    """ "recompile limit hit (torch ran it eagerly)" for an attempt torch refused at a recompile limit (torch's own
+    long message stays in the details panel); None for any other span."""
+    action = limit_action(span)
+    if action is None:
+        return None
+    return f"recompile limit hit ({LIMIT_WORDS[action]})" if action in LIMIT_WORDS else "recompile limit hit"
 
 
 def _jsonable(value: Any, depth: int = 0) -> Any:
@@ -154,13 +169,16 @@ def app_ancestor(span: Span, spans: dict[str, Span]) -> Span | None:
 def span_notes(span: Span, kind: str) -> list[tuple[str, str]]:
     """What a torch.compile span says that a reader should see without a click, as (kind, text), most important
     first: its failure (with its type), its recompile reasons, its restarts, its graph breaks."""
-    if kind not in ("compile", "recompile", "failed", "backward"):
+    if kind not in COMPILE_KINDS:
         return []
     compile_id = _compile_id(span)
     name = f"{span.name} {compile_id}".strip() if span.name != catalog.SPAN_COMPILE else f"compile {compile_id}".strip()
     notes: list[tuple[str, str]] = []
     failed = failure(span)
-    if failed is not None:
+    limit = limit_note(span)
+    if limit is not None:
+        notes.append(("limit", f"{compile_id or '?'} {limit}"))
+    elif failed is not None:
         notes.append(("failed", f"failed {name.removeprefix('compile ')}: {failed}"))
     reasons = recompile_reasons(span)
     if reasons:
@@ -186,9 +204,11 @@ def _bar_label(bar: Bar) -> str:
         return request_label(span.name, dict(span.attributes), 0)
     compile_id = _compile_id(span)
     label = clean(span.name)
-    if bar.kind in ("compile", "recompile", "failed", "backward") and compile_id:
+    if bar.kind in COMPILE_KINDS and compile_id:
         label = f"{label} {compile_id}"
-    if bar.kind == "recompile" and (reasons := recompile_reasons(span)):
+    if bar.kind == "limit":
+        label += " · " + (limit_note(span) or "recompile limit hit")
+    elif bar.kind == "recompile" and (reasons := recompile_reasons(span)):
         label += " · " + reasons[0]
     elif bar.kind == "failed" and (failed := failure(span)):
         label += " · " + failed
@@ -201,7 +221,7 @@ def _bar_title(bar: Bar, app: Span | None) -> str:
     lines = [f"{span.name} ({_ms(max(0, span.end_ns - span.start_ns))})"]
     lines += [text[:TITLE_REASON_CHARS] for _, text in span_notes(span, bar.kind)]
     compile_id = attributes.get(catalog.ATTR_COMPILE_ID)
-    if compile_id is not None and bar.kind not in ("compile", "recompile", "failed", "backward"):
+    if compile_id is not None and bar.kind not in COMPILE_KINDS:
         lines.append(f"compile id {compile_id}")
     function = attributes.get(catalog.ATTR_CODE_FUNCTION)
     if function is not None and bar.kind != "app":
@@ -348,22 +368,91 @@ def _ticks(extent_ns: int) -> list[tuple[str, str]]:
     return [(f"{100 * i * step / extent_ns:.4f}", _ms(i * step)) for i in range(int(extent_ns // step) + 1)]
 
 
+def _end_ns(compile: UnfinishedCompile) -> int:
+    return compile.start_ns + int(compile.elapsed_s * 1e9)
+
+
+def _running(
+    compile: UnfinishedCompile, origin_ns: int, extent_ns: int, top: int, data: list[dict[str, Any]]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The open-ended bar (to its last slow warning, or the last record) and the note of a compile still running
+    when the input ends; its details go to ``data``."""
+    compile_id = compile.compile_id
+    head = f"still compiling {compile_id} ({compile.function})"
+    text = SEPARATOR.join((compile.phase, running_for(compile)))
+    index = len(data)
+    data.append(
+        {
+            "n": f"{catalog.SPAN_COMPILE} {compile_id} (did not finish)",
+            "k": "running",
+            "h": [f"{head}: {text}", "open phases: " + (" > ".join(compile.open_phases) or compile.root)],
+            "r": None,
+            "t": compile.trace_id,
+            "s": "",
+            "p": "",
+            "o": _ms(compile.start_ns - origin_ns),
+            "d": f"≥ {_ms(_end_ns(compile) - compile.start_ns)}",
+            "st": "still running when the file ends",
+            "sm": "",
+            "a": {
+                catalog.ATTR_COMPILE_ID: compile_id,
+                catalog.ATTR_CODE_FUNCTION: compile.function,
+                catalog.ATTR_CODE_FILE: compile.file,
+                catalog.ATTR_CODE_LINE: compile.line,
+                catalog.ATTR_PHASE: compile.phase,
+                "slow warnings": compile.warnings,
+            },
+            "e": [],
+        }
+    )
+    bar = {
+        "kind": "running",
+        "index": index,
+        "label": f"{head} · {text} →",
+        "title": f"{head}\n{text}\nstill running when the file ends: no end time, the bar stops at what is known",
+        "left": f"{100 * max(0, compile.start_ns - origin_ns) / extent_ns:.4f}",
+        "width": f"{100 * max(0, _end_ns(compile) - compile.start_ns) / extent_ns:.4f}",
+        "top": top,
+    }
+    note = {
+        "kind": "running",
+        "index": index,
+        "head": head,
+        "text": text,
+        "at": _ms(compile.start_ns - origin_ns),
+        "where": "",
+    }
+    return bar, note
+
+
 def _timeline(report: Report, data: list[dict[str, Any]]) -> dict[str, Any]:
-    """What the template draws of the timeline; ``data`` receives each bar's details, in the order of data-i."""
-    if not report.lanes:
+    """What the template draws of the timeline; ``data`` receives each bar's details, in the order of data-i. A
+    compile still running when the input ends is an open-ended bar on its process's lane (its own lane when the
+    input holds one process)."""
+    if not report.lanes and not report.unfinished:
         return {"lanes": []}
     lanes = []
-    by_process = len({lane.process for lane in report.lanes}) > 1
+    by_process = len({lane.process for lane in report.lanes} | {u.process for u in report.unfinished}) > 1
     if by_process:
         # One lane per process (rank), every lane on one axis: time since the earliest span in the input.
-        origin = min(lane.start_ns for lane in report.lanes)
-        extent = max(1, max(lane.end_ns for lane in report.lanes) - origin)
+        origin = min([lane.start_ns for lane in report.lanes] + [u.start_ns for u in report.unfinished])
+        extent = max(1, max([lane.end_ns for lane in report.lanes] + [_end_ns(u) for u in report.unfinished]) - origin)
         groups: dict[str, list[Lane]] = {}
         for lane in sorted(report.lanes, key=_process_key):
             groups.setdefault(lane.process, []).append(lane)
+        for compile in report.unfinished:
+            groups.setdefault(compile.process, [])
         for process, members in groups.items():
             bars, notes, rows = _draw(list(zip(members, _pack(members), strict=True)), origin, extent, data)
+            for compile in (u for u in report.unfinished if u.process == process):
+                bar, note = _running(compile, origin, extent, rows * ROW_PX, data)
+                bars.append(bar)
+                notes.append(note)
+                rows += 1
             compiles = sum(1 for lane in members for bar in lane.bars if bar.span.name == catalog.SPAN_COMPILE)
+            starts = [lane.start_ns for lane in members] + [
+                u.start_ns for u in report.unfinished if u.process == process
+            ]
             lanes.append(
                 {
                     "title": process or "(unnamed process)",
@@ -371,7 +460,7 @@ def _timeline(report: Report, data: list[dict[str, Any]]) -> dict[str, Any]:
                     "meta": [
                         f"{len(members)} trace{'' if len(members) == 1 else 's'}",
                         f"{compiles} torch.compile",
-                        f"{_utc(min(lane.start_ns for lane in members))}",
+                        f"{_utc(min(starts))}",
                     ],
                     "scale": "100",
                     "bars": bars,
@@ -381,7 +470,10 @@ def _timeline(report: Report, data: list[dict[str, Any]]) -> dict[str, Any]:
             )
         axis = "time since the earliest span in the input, for every process"
     else:
-        extent = max(max(1, lane.end_ns - lane.start_ns) for lane in report.lanes)
+        extent = max(
+            [max(1, lane.end_ns - lane.start_ns) for lane in report.lanes]
+            + [max(1, _end_ns(u) - u.start_ns) for u in report.unfinished]
+        )
         for lane in report.lanes:
             duration = max(1, lane.end_ns - lane.start_ns)
             bars, notes, rows = _draw([(lane, 0)], lane.start_ns, duration, data)
@@ -395,6 +487,21 @@ def _timeline(report: Report, data: list[dict[str, Any]]) -> dict[str, Any]:
                     "notes": notes,
                     "height": rows * ROW_PX + 2,
                 }
+            )
+        for compile in report.unfinished:
+            duration = max(1, _end_ns(compile) - compile.start_ns)
+            bar, note = _running(compile, compile.start_ns, duration, 0, data)
+            lanes.insert(
+                0,
+                {
+                    "title": f"still compiling: {compile.function} {compile.compile_id}",
+                    "ids": [f"trace {compile.trace_id}"] if compile.trace_id else [],
+                    "meta": [part for part in (compile.process, _utc(compile.start_ns)) if part],
+                    "scale": f"{100 * duration / extent:.4f}",
+                    "bars": [bar],
+                    "notes": [note],
+                    "height": ROW_PX + 2,
+                },
             )
         axis = "time since the start of each trace"
     messages = []

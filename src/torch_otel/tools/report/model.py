@@ -21,6 +21,10 @@ from typing import Any
 from torch_otel import catalog
 from torch_otel.tools.report.parsing import Batch, LogRecord, MetricPoint, Process, Span
 
+# "slowest rank" only when it took meaningfully longer than the median of the ranks: at least 10 % of the median and
+# at least 50 ms (below either, the difference is noise: scheduling, a cache file read, a GC pause).
+SLOWEST_MIN_FRACTION = 0.10
+SLOWEST_MIN_US = 50_000.0
 MAX_LANES = 2000  # HTML timeline: traces shown
 MAX_BARS = 25000  # HTML timeline: spans drawn, in all lanes together
 APP_SPAN_MAX_ATTRIBUTES = 32  # attributes kept of an application span (torch's own spans keep all)
@@ -52,6 +56,42 @@ class FunctionRow:
     backward_total_us: float
     compile_ids: tuple[str, ...] = ()  # forward compiles, in compile id order (per process: "rank 1 0/0")
     restarts: int = 0  # analysis restarts over its compiles (pytorch.compile.restarts, summed)
+    limit_hits: int = 0  # attempts that hit a recompile limit (never compiled: counted here, not as compiles)
+    slow: tuple[SlowCompile, ...] = ()  # its finished compiles that passed TORCH_OTEL_SLOW_COMPILE
+
+
+@dataclass(frozen=True)
+class SlowCompile:
+    """A finished compile that ran past TORCH_OTEL_SLOW_COMPILE: its ``pytorch.compile.slow`` warnings (log records,
+    or the compile span's events when the input has no logs), summed up."""
+
+    process: str
+    compile_id: str
+    warnings: int
+    phase: str  # the phase it had spent longest in when a warning came (pytorch.compile.phase)
+    phase_seconds: float  # how long, at that warning
+
+
+@dataclass(frozen=True)
+class UnfinishedCompile:
+    """A compile with a ``pytorch.compile.start`` record and no compile span: still running when the input ends
+    (the process was stuck, killed, or its last spans were never exported)."""
+
+    process: str  # label; "" when the input holds one process
+    rank: int | None
+    compile_id: str  # "?" when the start record has none
+    function: str
+    file: str
+    line: int | None
+    root: str  # the start record's pytorch.compile.phase: dynamo, entire_backward_compile, compiled_autograd
+    phase: str  # the innermost phase open at its last slow warning; the root when it had none
+    open_phases: tuple[str, ...]  # every phase open at its last slow warning, outermost first
+    elapsed_s: float  # at its last slow warning (pytorch.compile.elapsed_seconds), else start -> last record seen
+    warned: bool  # elapsed_s comes from a slow warning
+    warnings: int
+    start_ns: int
+    trace_id: str  # of the application span that triggered it
+    resource: Process = ()  # its process's identifying resource attributes (parsing.PROCESS_KEYS)
 
 
 @dataclass(frozen=True)
@@ -121,7 +161,7 @@ class RankCompile:
     backward_us: float  # of which backward (0 when none)
     cache_hits: int | None  # over every cache, forward and backward compile spans; None: no span carried counts
     cache_misses: int | None
-    outcome: str  # compile | recompile | failed (bar_kind's words)
+    outcome: str  # compile | recompile | failed | limit (bar_kind's words)
     reasons: tuple[str, ...] = ()  # why it recompiled, in torch's order, when it did
 
 
@@ -134,12 +174,17 @@ class RankCompileRow:
     function: str
     compiles: tuple[RankCompile, ...]  # one per rank that compiled it, by rank
     missing: tuple[int, ...]  # the run's ranks that did not compile it (a shape or guard divergence)
-    slowest: int | None  # the rank that took longest, when two or more compiled it and one took longer than the median
+    slowest: int | None  # the rank that took longest, when two or more compiled it and it took meaningfully longer
     over_median_us: float  # how much longer than the median of the ranks that compiled it
+    running: tuple[UnfinishedCompile, ...] = ()  # ranks still compiling it when their files end, by rank
 
     @property
     def ranks(self) -> tuple[int, ...]:
         return tuple(c.rank for c in self.compiles)
+
+    @property
+    def running_ranks(self) -> tuple[int, ...]:
+        return tuple(u.rank for u in self.running if u.rank is not None)
 
     @property
     def reasons(self) -> tuple[str, ...]:
@@ -193,6 +238,7 @@ class Report:
     traces_without_compiles: int = 0
     ranks: tuple[int, ...] = ()  # the ranks of a multi-rank run (resource pytorch.distributed.rank); () for one
     rank_compiles: tuple[RankCompileRow, ...] = ()  # every compile id of a multi-rank run, rank by rank
+    unfinished: tuple[UnfinishedCompile, ...] = ()  # compiles still running when the input ends
 
     @property
     def rank_divergences(self) -> tuple[RankCompileRow, ...]:
@@ -224,6 +270,17 @@ def _int_value(value: Any) -> int | None:
     return None
 
 
+def _seconds(value: Any) -> float:
+    """A number of seconds from an attribute; 0 for anything else."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    try:
+        number = float(value) if isinstance(value, str) and len(value) < 40 else 0.0
+    except ValueError:
+        return 0.0
+    return number if math.isfinite(number) else 0.0
+
+
 def _reasons(value: Any) -> tuple[str, ...]:
     if value is None:
         return ()
@@ -253,8 +310,21 @@ def _is_recompile(span: Span) -> bool:
     )
 
 
+def limit_action(span: Span) -> str | None:
+    """What torch did when this compile attempt hit a recompile limit (one of catalog.LIMIT_ACTIONS, "" when the
+    input does not say), from its ``pytorch.recompile_limit`` event; None when it hit no limit."""
+    for event in span.events:
+        if event.name == catalog.EVENT_RECOMPILE_LIMIT:
+            action = _text(event.attributes.get(catalog.ATTR_LIMIT_ACTION))
+            return action if action in catalog.LIMIT_ACTIONS else ""
+    return None
+
+
 def bar_kind(span: Span) -> str:
+    """app | compile | recompile | failed | limit (an attempt that hit a recompile limit) | backward | phase."""
     if span.name == catalog.SPAN_COMPILE:
+        if limit_action(span) is not None:
+            return "limit"
         if span.status_code == 2:
             return "failed"
         return "recompile" if _is_recompile(span) else "compile"
@@ -299,6 +369,10 @@ class ReportBuilder:
         self._limit_logs: list[LogRecord] = []
         self._cache_latest: dict[tuple, tuple[int, float]] = {}  # cumulative streams: (time, value) of the latest
         self._cache_delta: defaultdict[tuple[str, str], float] = defaultdict(float)
+        self._starts: dict[tuple[Process, int], LogRecord] = {}  # (process, start time): pytorch.compile.start
+        self._slow_logs: dict[tuple[Process, str], list[Mapping[str, Any]]] = defaultdict(list)
+        self._last_ns: dict[Process, int] = defaultdict(int)  # the latest time each process's records carry
+        self._has_spans: set[Process] = set()
 
     # -- input ------------------------------------------------------------------------------------------------
     def add(self, batch: Batch) -> None:
@@ -312,6 +386,8 @@ class ReportBuilder:
     def _add_span(self, span: Span) -> None:
         self._span_count += 1
         self._processes.add(span.process)
+        self._has_spans.add(span.process)
+        self._last_ns[span.process] = max(self._last_ns[span.process], span.end_ns, span.start_ns)
         if not _is_torch_span(span):
             span = _trim_app_span(span)
         key = (span.trace_id, span.span_id)
@@ -323,6 +399,7 @@ class ReportBuilder:
     def _add_log(self, record: LogRecord) -> None:
         self._log_count += 1
         self._processes.add(record.process)
+        self._last_ns[record.process] = max(self._last_ns[record.process], record.time_ns)
         attributes = record.attributes
         event_name = record.event_name
         if not event_name and isinstance(attributes.get(catalog.ATTR_ARTIFACT), str):
@@ -337,10 +414,17 @@ class ReportBuilder:
             self._graph_break_logs[key] += 1
         elif event_name == catalog.EVENT_RECOMPILE_LIMIT:
             self._limit_logs.append(record)
+        elif event_name == catalog.EVENT_COMPILE_START:
+            self._starts.setdefault((record.process, record.time_ns), record)
+        elif (
+            event_name == catalog.EVENT_COMPILE_SLOW and len(self._slow_logs[(record.process, compile_id or "?")]) < 64
+        ):
+            self._slow_logs[(record.process, compile_id or "?")].append(attributes)
 
     def _add_point(self, point: MetricPoint) -> None:
         self._point_count += 1
         self._processes.add(point.process)
+        self._last_ns[point.process] = max(self._last_ns[point.process], point.time_ns)
         if point.name != catalog.METRIC_CACHE_LOOKUPS:
             return
         cache = _text(point.attributes.get(catalog.LABEL_CACHE)) or "?"
@@ -375,7 +459,9 @@ class ReportBuilder:
             if compile_id is not None:
                 by_compile_id.setdefault((span.process, compile_id), span)
         by_span_id = {(s.trace_id, s.span_id): s for s in compiles}
-        functions = self._functions(compiles, backwards, by_compile_id, by_span_id, labels)
+        slow = self._slow(compiles, labels)
+        unfinished = self._unfinished(spans, labels)
+        functions = self._functions(compiles, backwards, by_compile_id, by_span_id, labels, slow)
         recompiles = self._recompiles(compiles, spans, labels)
         graph_breaks = self._graph_breaks(spans, by_compile_id, labels)
         limits = self._limits(spans, by_compile_id, labels)
@@ -405,11 +491,90 @@ class ReportBuilder:
             lanes=lanes,
             lanes_omitted=omitted,
             traces_without_compiles=without,
-            **self._ranks(compiles, backwards, recompiles, labels),
+            unfinished=unfinished,
+            **self._ranks(compiles, backwards, recompiles, labels, unfinished),
         )
 
+    def _slow(self, compiles: list[Span], labels: dict) -> dict[tuple[Process, str], SlowCompile]:
+        """The slow warnings of the finished compiles: the log records, or the compile span's events when the input
+        has no log record for it."""
+        found: dict[tuple[Process, str], SlowCompile] = {}
+        for span in compiles:
+            compile_id = _text(span.attributes.get(catalog.ATTR_COMPILE_ID)) or "?"
+            key = (span.process, compile_id)
+            warnings = self._slow_logs.get(key) or [
+                e.attributes for e in span.events if e.name == catalog.EVENT_COMPILE_SLOW
+            ]
+            if warnings and key not in found:
+                longest = max(warnings, key=lambda a: _seconds(a.get(catalog.ATTR_PHASE_ELAPSED)))
+                found[key] = SlowCompile(
+                    labels[span.process],
+                    compile_id,
+                    len(warnings),
+                    _text(longest.get(catalog.ATTR_PHASE)) or "?",
+                    _seconds(longest.get(catalog.ATTR_PHASE_ELAPSED)),
+                )
+        return found
+
+    def _unfinished(self, spans: list[Span], labels: dict) -> tuple[UnfinishedCompile, ...]:
+        """The compiles with a start record and no compile span. A compile span matches the start record that has
+        its start time (both carry the root phase's start), or failing that one of its process with the same compile
+        id that started no earlier (a forward and its backward share a compile id, the backward starts later). A
+        process with no span at all in the input (a file of logs only) tells nothing, so its compiles are not
+        listed."""
+        roots = (catalog.SPAN_COMPILE, catalog.SPAN_BACKWARD_COMPILE, catalog.SPAN_COMPILED_AUTOGRAD)
+        started: set[tuple[Process, int]] = set()
+        by_id: dict[tuple[Process, str], list[int]] = defaultdict(list)
+        for span in spans:
+            if span.name in roots:
+                started.add((span.process, span.start_ns))
+                if (compile_id := _text(span.attributes.get(catalog.ATTR_COMPILE_ID))) is not None:
+                    by_id[(span.process, compile_id)].append(span.start_ns)
+        rows = []
+        for (process, start_ns), record in self._starts.items():
+            attributes = record.attributes
+            compile_id = _text(attributes.get(catalog.ATTR_COMPILE_ID))
+            if process not in self._has_spans or (process, start_ns) in started:
+                continue
+            if compile_id is not None and any(t >= start_ns - 1_000_000 for t in by_id.get((process, compile_id), ())):
+                continue
+            root = _text(attributes.get(catalog.ATTR_PHASE)) or "?"
+            warnings = self._slow_logs.get((process, compile_id or "?"), [])
+            last = max(warnings, key=lambda a: _seconds(a.get(catalog.ATTR_ELAPSED)), default=None)
+            rank = _int_value(dict(process).get(catalog.RESOURCE_RANK))
+            if rank is None:
+                rank = _int_value(attributes.get(catalog.ATTR_RANK))
+            rows.append(
+                UnfinishedCompile(
+                    labels[process],
+                    rank,
+                    compile_id or "?",
+                    _text(attributes.get(catalog.ATTR_CODE_FUNCTION)) or "?",
+                    _text(attributes.get(catalog.ATTR_CODE_FILE)) or "",
+                    _int_value(attributes.get(catalog.ATTR_CODE_LINE)),
+                    root,
+                    (_text(last.get(catalog.ATTR_PHASE)) or root) if last is not None else root,
+                    tuple(str(p) for p in _reasons(last.get(catalog.ATTR_OPEN_PHASES))) if last is not None else (),
+                    _seconds(last.get(catalog.ATTR_ELAPSED))
+                    if last is not None
+                    else max(0, self._last_ns[process] - start_ns) / 1e9,
+                    last is not None,
+                    len(warnings),
+                    start_ns,
+                    record.trace_id,
+                    process,
+                )
+            )
+        rows.sort(key=lambda u: (u.process, compile_id_sort_key(u.compile_id), u.start_ns))
+        return tuple(rows)
+
     def _ranks(
-        self, compiles: list[Span], backwards: list[Span], recompiles: tuple[RecompileRow, ...], labels: dict
+        self,
+        compiles: list[Span],
+        backwards: list[Span],
+        recompiles: tuple[RecompileRow, ...],
+        labels: dict,
+        unfinished: tuple[UnfinishedCompile, ...] = (),
     ) -> dict[str, Any]:
         """ranks and rank_compiles: each compile id of a run of two or more ranks, per rank."""
         rank_of = {
@@ -453,20 +618,28 @@ class ReportBuilder:
                 backward_us,
                 sum(counts["hit"]) if counts["hit"] else None,
                 sum(counts["miss"]) if counts["miss"] else None,
-                "failed" if any(s.status_code == 2 for s in spans) else bar_kind(span),
+                bar_kind(span) if bar_kind(span) == "limit" or not any(s.status_code == 2 for s in spans) else "failed",
                 reasons.get((labels[span.process], compile_id), ()) if _is_recompile(span) else (),
             )
+        running: dict[str, dict[int, UnfinishedCompile]] = defaultdict(dict)
+        for compile in unfinished:
+            if compile.rank is not None and compile.root == "dynamo":  # a forward compile, as the rows are
+                running[compile.compile_id].setdefault(compile.rank, compile)
+                functions.setdefault(compile.compile_id, compile.function)
         rows = []
-        for compile_id, by_rank in found.items():
+        for compile_id in set(found) | set(running):
+            by_rank = found.get(compile_id, {})
             done = tuple(by_rank[rank] for rank in sorted(by_rank))
+            still = tuple(running[compile_id][rank] for rank in sorted(running[compile_id]) if rank not in by_rank)
             slowest, over = None, 0.0
             if len(done) >= 2:
                 median = statistics.median(c.duration_us for c in done)
                 top = max(done, key=lambda c: (c.duration_us, -c.rank))
-                if top.duration_us > median:
+                if top.duration_us - median >= max(SLOWEST_MIN_US, SLOWEST_MIN_FRACTION * median):
                     slowest, over = top.rank, top.duration_us - median
-            missing = tuple(rank for rank in ranks if rank not in by_rank)
-            rows.append(RankCompileRow(compile_id, functions[compile_id], done, missing, slowest, over))
+            busy = {c.rank for c in still}
+            missing = tuple(rank for rank in ranks if rank not in by_rank and rank not in busy)
+            rows.append(RankCompileRow(compile_id, functions[compile_id], done, missing, slowest, over, still))
         rows.sort(key=lambda row: compile_id_sort_key(row.compile_id))
         return {"ranks": ranks, "rank_compiles": tuple(rows)}
 
@@ -487,22 +660,34 @@ class ReportBuilder:
         return max(0, span.end_ns - span.start_ns) / 1000.0
 
     def _functions(
-        self, compiles: list[Span], backwards: list[Span], by_compile_id: dict, by_span_id: dict, labels: dict
+        self,
+        compiles: list[Span],
+        backwards: list[Span],
+        by_compile_id: dict,
+        by_span_id: dict,
+        labels: dict,
+        slow: dict[tuple[Process, str], SlowCompile],
     ) -> tuple[FunctionRow, ...]:
         stats: dict[tuple, dict[str, float]] = defaultdict(lambda: defaultdict(float))
         compile_ids: dict[tuple, set[tuple[str, str]]] = defaultdict(set)
+        slow_of: dict[tuple, list[SlowCompile]] = defaultdict(list)
         for span in compiles:
             compile_id = _text(span.attributes.get(catalog.ATTR_COMPILE_ID))
-            if compile_id is not None:
-                compile_ids[self._function_of(span)].add((labels[span.process], compile_id))
             row = stats[self._function_of(span)]
             duration = self._duration_us(span)
+            row["total_us"] += duration
+            row["max_us"] = max(row["max_us"], duration)
+            if limit_action(span) is not None:  # an attempt torch refused: no compile, no failure of the code
+                row["limit_hits"] += 1
+                continue
+            if compile_id is not None:
+                compile_ids[self._function_of(span)].add((labels[span.process], compile_id))
+            if (span.process, compile_id or "?") in slow:
+                slow_of[self._function_of(span)].append(slow[(span.process, compile_id or "?")])
             row["compiles"] += 1
             row["recompiles"] += _is_recompile(span)
             row["failures"] += span.status_code == 2
             row["restarts"] += _int_value(span.attributes.get(catalog.ATTR_RESTARTS)) or 0
-            row["total_us"] += duration
-            row["max_us"] = max(row["max_us"], duration)
         for span in backwards:
             compile_id = _text(span.attributes.get(catalog.ATTR_COMPILE_ID))
             forward = by_compile_id.get((span.process, compile_id)) or next(
@@ -532,6 +717,12 @@ class ReportBuilder:
                     )
                 ),
                 int(s["restarts"]),
+                int(s["limit_hits"]),
+                tuple(
+                    sorted(
+                        slow_of[(function, file, line)], key=lambda c: (c.process, compile_id_sort_key(c.compile_id))
+                    )
+                ),
             )
             for (function, file, line), s in stats.items()
         ]

@@ -15,7 +15,9 @@ is one trace that holds a compile (a lane of the HTML view), named by its reques
 format nests complete events of one thread by time, so spans of a trace that overlap without nesting (work on two
 threads in one trace) go to a second thread of the same trace, named ``... (2)``. The spans are those of the
 Report's lanes: traces without a compile are left out, and so are the lanes the Report did not keep (MAX_LANES,
-MAX_BARS), as ``otherData`` says.
+MAX_BARS), as ``otherData`` says. A compile still running when the input ends has no end to draw: it is an instant
+event (``"ph": "i"``, scope ``p``: a line across its process) at its start, ``cat`` ``torch.compile.unfinished``, with
+its phase and how long it had run in ``args``.
 """
 
 from __future__ import annotations
@@ -30,8 +32,10 @@ from torch_otel.tools.report.formatting import clean, request_label
 from torch_otel.tools.report.html import app_ancestor, lane_label, span_notes
 from torch_otel.tools.report.model import Bar, Lane, Report
 from torch_otel.tools.report.parsing import Process
+from torch_otel.tools.report.tables import running_for
 
 THREAD_LABEL_CHARS = 100
+CATEGORY_UNFINISHED = catalog.SPAN_COMPILE + ".unfinished"
 
 
 def _category(bar: Bar) -> str:
@@ -140,7 +144,7 @@ def _args(bar: Bar, spans: dict[str, Any]) -> dict[str, Any]:
 def trace_events(report: Report) -> dict[str, Any]:
     """The Chrome Trace Event Format object for ``report``'s lanes."""
     processes = {lane.bars[0].span.process for lane in report.lanes if lane.bars}
-    pids = process_ids(processes)
+    pids = process_ids(processes | {u.resource for u in report.unfinished})
     events: list[dict[str, Any]] = []
     for process, pid in sorted(pids.items(), key=lambda item: item[1]):
         events.append(
@@ -173,6 +177,29 @@ def trace_events(report: Report) -> dict[str, Any]:
                         "args": _args(bar, spans),
                     }
                 )
+    for compile in report.unfinished:
+        events.append(
+            {
+                "ph": "i",
+                "s": "p",
+                "name": f"still compiling {compile.compile_id} ({clean(compile.function)})",
+                "cat": CATEGORY_UNFINISHED,
+                "ts": compile.start_ns / 1000,
+                "pid": pids[compile.resource],
+                "tid": 0,
+                "args": {
+                    "summary": f"still running when the file ends: in {compile.phase}, {running_for(compile)}",
+                    catalog.ATTR_COMPILE_ID: compile.compile_id,
+                    catalog.ATTR_CODE_FUNCTION: compile.function,
+                    catalog.ATTR_CODE_FILE: compile.file,
+                    catalog.ATTR_CODE_LINE: compile.line,
+                    catalog.ATTR_PHASE: compile.phase,
+                    catalog.ATTR_OPEN_PHASES: list(compile.open_phases),
+                    catalog.ATTR_ELAPSED: compile.elapsed_s,
+                    "trace_id": compile.trace_id,
+                },
+            }
+        )
     return {
         "traceEvents": events,
         "displayTimeUnit": "ms",

@@ -21,10 +21,20 @@ from torch_otel.tools.report.formatting import (
     function_label,
     request_label,
 )
-from torch_otel.tools.report.model import CacheRow, RankCompile, RankCompileRow, Report, reason_summary, with_process
+from torch_otel.tools.report.model import (
+    CacheRow,
+    RankCompile,
+    RankCompileRow,
+    Report,
+    SlowCompile,
+    UnfinishedCompile,
+    reason_summary,
+    with_process,
+)
 
 REQUEST_LABEL_WIDTH = 60  # "triggered by": the application span's name and identifying attributes
-OUTCOMES = {"compile": "compiled", "recompile": "recompiled", "failed": "failed"}
+OUTCOMES = {"compile": "compiled", "recompile": "recompiled", "failed": "failed", "limit": "recompile limit hit"}
+SEPARATOR = " · "  # between the parts of a cell; the terminal breaks a cell that wraps here first
 
 
 @dataclass(frozen=True)
@@ -58,8 +68,8 @@ Cell = str | Location | Reasons | Reason
 
 @dataclass(frozen=True)
 class Table:
-    key: str  # what the views know the table by: functions | recompiles | limits | graph_breaks | cache | artifacts
-    # | ranks | rank_only
+    key: str  # what the views know the table by: unfinished | functions | recompiles | limits | graph_breaks | cache
+    # | artifacts | ranks | rank_only
     title: str
     headers: tuple[str, ...]
     rows: tuple[tuple[Cell, ...], ...]
@@ -95,19 +105,35 @@ def trigger(app_span: str | None, attributes: tuple = ()) -> str:
     return request_label(app_span, dict(attributes), REQUEST_LABEL_WIDTH)
 
 
-def _rank_cell(compile: RankCompile | None) -> str:
+def running_for(compile: UnfinishedCompile) -> str:
+    """How long an unfinished compile had run: "4.00 s at slow warning 4", or "7.25 s to the last record" (from its
+    start to the latest record of its process, when it sent no slow warning)."""
+    seconds = format_seconds(compile.elapsed_s * 1e6)
+    return f"{seconds} at slow warning {compile.warnings}" if compile.warned else f"{seconds} to the last record"
+
+
+def slow_summary(compile: SlowCompile) -> str:
+    """ "rank 0 0/0: warned 2×, longest in backend_compile (0.828 s)": a finished compile's slow warnings."""
+    where = f"longest in {compile.phase} ({format_seconds(compile.phase_seconds * 1e6)})"
+    return f"{with_process(compile.process, compile.compile_id)}: warned {compile.warnings}×, {where}"
+
+
+def _rank_cell(compile: RankCompile | None, running: UnfinishedCompile | None = None) -> str:
+    if running is not None:
+        return SEPARATOR.join(("still compiling", running.phase, running_for(running)))
     if compile is None:
         return "-"
     counts = (
-        f"{format_count(compile.cache_hits)}/{format_count(compile.cache_misses)}"
+        f"{format_count(compile.cache_hits)} hit {format_count(compile.cache_misses)} miss"
         if compile.cache_hits is not None or compile.cache_misses is not None
-        else "-/-"
+        else "no cache counts"
     )
-    return f"{format_us(compile.duration_us)}, {counts}, {OUTCOMES.get(compile.outcome, compile.outcome)}"
+    return SEPARATOR.join((format_us(compile.duration_us), counts, OUTCOMES.get(compile.outcome, compile.outcome)))
 
 
 def slowest(row: RankCompileRow) -> str:
-    """ "rank 1, +0.355 s over the median", or "" where no rank took longer than the median."""
+    """ "rank 1, +0.355 s over the median", or "" where no rank took meaningfully longer than the median
+    (model.SLOWEST_MIN_FRACTION of it and model.SLOWEST_MIN_US)."""
     if row.slowest is None:
         return ""
     return f"rank {row.slowest}, +{format_seconds(row.over_median_us)} over the median"
@@ -129,13 +155,21 @@ def rank_tables(report: Report) -> tuple[Table, ...]:
                 (
                     row.compile_id,
                     function_label(row.function),
-                    *(_rank_cell(next((c for c in row.compiles if c.rank == rank), None)) for rank in report.ranks),
+                    *(
+                        _rank_cell(
+                            next((c for c in row.compiles if c.rank == rank), None),
+                            next((u for u in row.running if u.rank == rank), None),
+                        )
+                        for rank in report.ranks
+                    ),
                     slowest(row),
                 )
                 for row in report.rank_compiles
             ),
-            note="each rank: compile time (forward and backward), cache hits/misses, outcome; -: not compiled there. "
-            "slowest: the rank that took longest, and how much longer than the median of the ranks that compiled it.",
+            note="each rank: compile time (forward and backward), cache hits and misses, outcome; still compiling: "
+            "running when that rank's file ends (see Compiles that did not finish); -: not compiled there. slowest: "
+            "the rank that took longest, and how much longer than the median of the ranks that compiled it (shown "
+            "from 10 % and 0.05 s over it).",
             optional=True,
         ),
         Table(
@@ -157,9 +191,35 @@ def _artifacts(counts: tuple[tuple[str, int], ...]) -> str:
     return ", ".join(f"{name[len(prefix) :] if name.startswith(prefix) else name} {n}" for name, n in counts)
 
 
+def unfinished_table(report: Report) -> Table:
+    """Compiles that did not finish: a start record and no compile span. Optional: shown only when there are."""
+    return Table(
+        "unfinished",
+        "Compiles that did not finish",
+        ("compile id", "function", "location", "phase now", "running for", "open phases"),
+        tuple(
+            (
+                with_process(u.process, u.compile_id),
+                function_label(u.function),
+                Location(u.file, u.line),
+                u.phase,
+                running_for(u),
+                " > ".join(u.open_phases) or u.root,
+            )
+            for u in report.unfinished
+        ),
+        note="still running when the file ends: a pytorch.compile.start record and no compile span. The process was "
+        "stuck there when it was killed, or it ended before the compile did. running for: at its last "
+        "pytorch.compile.slow warning, else from its start to the last record of its process.",
+        optional=True,
+    )
+
+
 def report_tables(report: Report) -> tuple[Table, ...]:
-    """The tables, in the order both views show them: six, then the two of a multi-rank run."""
+    """The tables, in the order both views show them: the compiles that did not finish (when there are), six, then
+    the two of a multi-rank run."""
     return (
+        unfinished_table(report),
         Table(
             "functions",
             "Compiles per function",
@@ -170,11 +230,13 @@ def report_tables(report: Report) -> tuple[Table, ...]:
                 "recompiles",
                 "restarts",
                 "failed",
+                "limit hits",
                 "total",
                 "max",
                 "backward",
                 "backward total",
                 "compile ids",
+                "slow",
             ),
             tuple(
                 (
@@ -184,16 +246,20 @@ def report_tables(report: Report) -> tuple[Table, ...]:
                     str(r.recompiles),
                     str(r.restarts),
                     str(r.failures),
+                    str(r.limit_hits),
                     format_us(r.total_us),
                     format_us(r.max_us),
                     str(r.backward_compiles),
                     format_us(r.backward_total_us) if r.backward_compiles else "-",
                     ", ".join(r.compile_ids),
+                    "; ".join(slow_summary(c) for c in r.slow),
                 )
                 for r in report.functions
             ),
-            numeric=(2, 3, 4, 5, 6, 7, 8, 9),
+            numeric=(2, 3, 4, 5, 6, 7, 8, 9, 10),
             empty="No torch.compile spans in the input.",
+            note="limit hits: attempts torch refused at a recompile limit (not compiles, not failures: see Recompile "
+            "limits hit). slow: compiles that ran past TORCH_OTEL_SLOW_COMPILE (pytorch.compile.slow warnings).",
         ),
         Table(
             "recompiles",
