@@ -905,3 +905,41 @@ def test_readme_printing_rotel_command_shows_traces_logs_and_metrics(tmp_path: P
         for provider in providers:
             provider.shutdown()
         stop_process(proc)
+
+
+STILL_RUNNING_ALERT = "TorchCompileStillRunning"
+
+
+def test_promtool_unit_test_of_the_still_running_rule(tmp_path: Path) -> None:
+    """pytorch_compile_in_progress per rank, one sample a minute, as the collector exposes it: rank 1 enters a
+    compile at minute 1 and never leaves it: the alert fires for rank 1 after 10 minutes, not before; rank 0
+    compiles for a minute every other minute and never fires (every sample for 10 minutes must be in a compile)."""
+    yaml = pytest.importorskip("yaml")
+    (rule,) = [r for g in read_yaml(PROM_ALERTS)["groups"] for r in g["rules"] if r["alert"] == STILL_RUNNING_ALERT]
+    name = metric(catalog.METRIC_IN_PROGRESS)
+    assert name in rule["expr"] and rule["for"] == "10m"
+
+    def series(rank: int, values: str) -> dict[str, str]:
+        identity = f'{label(SERVICE_NAME)}="trainer",job="trainer",{label(catalog.RESOURCE_RANK)}="{rank}"'
+        return {"series": f'{name}{{{identity},{label(catalog.LABEL_PHASE)}="torch.compile"}}', "values": values}
+
+    labels = {label(SERVICE_NAME): "trainer", "job": "trainer", label(catalog.RESOURCE_RANK): "1"}
+    annotations = {key: _render_labels(text, labels) for key, text in rule["annotations"].items()}
+    assert "{{" not in json.dumps(annotations), annotations
+
+    def expect(eval_time: str, firing: bool) -> dict[str, Any]:
+        alerts = [{"exp_labels": {**labels, **rule["labels"]}, "exp_annotations": annotations}] if firing else []
+        return {"eval_time": eval_time, "alertname": STILL_RUNNING_ALERT, "exp_alerts": alerts}
+
+    stuck = {"interval": "1m", "input_series": [series(1, "0 1x20"), series(0, "0 1 0 1 0 1 0 1 0 1 0 1 0 1 0 1 0 1")],
+             "alert_rule_test": [expect("5m", False), expect("10m", False), expect("11m", True), expect("15m", True)]}
+    tests = {"rule_files": [str(CONFIG / PROM_ALERTS)], "evaluation_interval": "1m", "tests": [stuck]}
+    test_file = tmp_path / "still_running_test.yml"
+    test_file.write_text(yaml.safe_dump(tests, sort_keys=False), encoding="utf-8")
+    result = promtool("test", "rules", str(test_file))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _render_labels(template: str, labels: dict[str, str]) -> str:
+    return re.sub(r"\{\{\s*\$labels\.(\w+)\s*\}\}", lambda m: labels[m.group(1)], template)
+
