@@ -73,7 +73,7 @@ def torch_log_records(capture: LogCapture) -> list:
 
 def enable_logs_with_custom_format_artifact(monkeypatch) -> None:
     monkeypatch.setenv("TORCH_LOGS", f"+dynamo,recompiles,graph_breaks,{CUSTOM_FORMAT_ARTIFACT}")
-    torch_internals.init_logs()
+    internal._init_logs()  # torch applies TORCH_LOGS again (preserved_torch_logging restores its state)
 
 
 def test_exported_records_are_exactly_what_torch_prints_under_the_filter(capture, kept_only, monkeypatch):

@@ -15,7 +15,12 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type:
 
 from torch_otel.bridge import LogBridge
 from torch_otel.capture.torch_hooks import TorchHooks
-from torch_otel.capture.torch_import import TORCH_LOGS, check_torch_logs_before_import, torch_version
+from torch_otel.capture.torch_import import (
+    TORCH_LOGS,
+    check_torch_logs_before_import,
+    program_search_path,
+    torch_version,
+)
 from torch_otel.capture.torch_logs import TorchLogsError
 from torch_otel.config.export_config import has_no_sdk, sdk_disabled
 from torch_otel.config.settings import Settings, SettingsError
@@ -61,8 +66,6 @@ class TorchInstrumentor(BaseInstrumentor):
             _say_not_started(error)
 
     def _start_after_torch_import(self, settings: Settings, kwargs: dict[str, Any]) -> None:
-        from torch_otel.tools.cli import program_search_path
-
         try:
             check_torch_logs_before_import(os.environ.get(TORCH_LOGS), program_search_path([sys.executable, *sys.argv]))
         except TorchLogsError as error:

@@ -22,6 +22,15 @@ from torch_otel.capture.torch_logs import (
 TORCH_LOGS = "TORCH_LOGS"
 
 
+def program_search_path(command: Sequence[str]) -> list[str]:
+    """The folder Python puts first on the program's ``sys.path``: the script's (``python train.py``), else the
+    working directory (``-m``, ``-c``, or a program we cannot read)."""
+    script = next((arg for arg in command[1:] if not arg.startswith("-")), None)
+    if script is not None and script.endswith(".py") and os.path.isfile(script):
+        return [os.path.dirname(os.path.abspath(script))]
+    return [os.getcwd()]
+
+
 def check_torch_logs(raw: str | None, program_path: Sequence[str] = ()) -> None:
     """Raise ``TorchLogsError`` if torch would reject TORCH_LOGS, without importing torch when the value is valid
     for the registry snapshot. Otherwise the installed torch decides (its registry can have names the snapshot

@@ -306,11 +306,6 @@ def live_log_registry() -> dict[str, Any] | None:
     }
 
 
-def init_logs() -> None:
-    """Have torch (re)apply TORCH_LOGS to its loggers."""
-    logging_internal()._init_logs()
-
-
 def registered_loggers() -> tuple[list[str], dict[str, Any]]:
     """The qualified names of torch's registered loggers, sorted, and torch's alias -> qualified names map."""
     registry = logging_internal().log_registry

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from torch_otel import environment_variables as env
-from torch_otel.capture.torch_import import TORCH_LOGS, check_torch_logs
+from torch_otel.capture.torch_import import TORCH_LOGS, check_torch_logs, program_search_path
 from torch_otel.capture.torch_logs import TorchLogsError, closest_names
 from torch_otel.config.export_config import export_plan, sdk_disabled
 from torch_otel.config.settings import Settings, SettingsError
@@ -28,15 +28,6 @@ def child_environment(environ: dict[str, str]) -> dict[str, str]:
     existing = env.get("PYTHONPATH")
     env["PYTHONPATH"] = str(BOOTSTRAP_DIR) + (os.pathsep + existing if existing else "")
     return env
-
-
-def program_search_path(command: Sequence[str]) -> list[str]:
-    """The folder Python puts first on the program's ``sys.path``: the script's (``python train.py``), else the
-    working directory (``-m``, ``-c``, or a program we cannot read)."""
-    script = next((arg for arg in command[1:] if not arg.startswith("-")), None)
-    if script is not None and script.endswith(".py") and os.path.isfile(script):
-        return [os.path.dirname(os.path.abspath(script))]
-    return [os.getcwd()]
 
 
 def unknown_settings(environ: Mapping[str, str]) -> list[str]:
