@@ -213,6 +213,24 @@ def test_compile_span_is_a_root_span_when_no_span_is_current(pipeline):
     assert not trace.get_current_span().get_span_context().is_valid  # nothing left attached
 
 
+def test_a_compile_left_by_keyboard_interrupt_is_an_error_not_a_success(pipeline):
+    """Ctrl-C during a compile: torch's metrics record only Exceptions, so the span says it was interrupted."""
+
+    def interrupted_backend(gm: torch.fx.GraphModule, example_inputs: list[torch.Tensor]):
+        raise KeyboardInterrupt
+
+    compiled = torch.compile(scale_and_shift, backend=interrupted_backend)
+    with instrumented(pipeline), pytest.raises(KeyboardInterrupt):
+        compiled(torch.ones(3))
+    (compile_span,) = pipeline.compile_spans()
+    assert compile_span.status.status_code == trace.StatusCode.ERROR
+    assert compile_span.status.description == "interrupted: KeyboardInterrupt"
+    ok = torch.compile(scale_and_shift, backend="eager")
+    with instrumented(pipeline):
+        ok(torch.ones(5))
+    assert [s.status.status_code for s in pipeline.compile_spans()][-1] == trace.StatusCode.UNSET
+
+
 # -- 2. phases nest as torch nests them -----------------------------------------------------------------------
 def test_phases_are_nested_children_inside_their_parent_interval(pipeline):
     with instrumented(pipeline):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 import threading
 import time
 from collections import OrderedDict
@@ -101,6 +102,16 @@ def _exportable_value(key: str, value: Any, redact: Redactor | None) -> Any:
     return value
 
 
+def _mark_interrupted(span: Span) -> None:
+    """Give a compile root's span status ERROR if the compile is being left by a KeyboardInterrupt or SystemExit.
+    torch ends the root phase in a ``finally`` (``dynamo_timed``), so this runs while such an exception propagates;
+    torch's CompilationMetrics record only ``Exception``s, so nothing else says the compile did not complete. Other
+    exceptions are left to the metrics: one being handled elsewhere on the stack says nothing about this compile."""
+    error = sys.exc_info()[1]
+    if error is not None and not isinstance(error, Exception):
+        span.set_status(Status(StatusCode.ERROR, f"interrupted: {type(error).__name__}"))
+
+
 class CompileSpans:
     """A CompileListener that turns torch's compile phases into nested spans, per thread."""
 
@@ -162,6 +173,7 @@ class CompileSpans:
                 continue
             if open_phase.name == "dynamo":
                 open_phase.span.set_attribute(catalog.ATTR_RESTARTS, open_phase.restarts)
+            _mark_interrupted(open_phase.span)
             # torch logs a backward compile's CompilationMetrics (its cache counts, its failure) only after this
             # phase has ended: its span ends when they come (or when the next compile starts on this thread).
             if open_phase.name == "entire_backward_compile" and torch_internals.compile_metrics_in_progress():
