@@ -242,3 +242,46 @@ def test_a_rank_cell_says_hits_and_misses_in_words():
     table = {t.key: t for t in report.report_tables(rep)}["ranks"]
     cells = [cell for row in table.rows for cell in row[2:-1] if cell != "-"]
     assert cells and all(re.fullmatch(r"[0-9.]+ m?s · [0-9]+ hit [0-9]+ miss · (re)?compiled", c) for c in cells)
+
+
+def _as_rank(source: Path, rank: int, world_size: int, target: Path) -> Path:
+    """A real rank file relabelled as another rank of a larger run: its resource's rank, world size and instance id."""
+    renamed = {
+        catalog.RESOURCE_RANK: {"intValue": str(rank)},
+        catalog.RESOURCE_LOCAL_RANK: {"intValue": str(rank % 8)},
+        catalog.RESOURCE_WORLD_SIZE: {"intValue": str(world_size)},
+        "service.instance.id": {"stringValue": f"00000000-0000-4000-8000-{rank:012d}"},
+    }
+    lines = []
+    for line in source.read_text().splitlines():
+        document = json.loads(line)
+        for key in ("resourceSpans", "resourceLogs", "resourceMetrics"):
+            for resource in document.get(key, []):
+                for attribute in resource["resource"]["attributes"]:
+                    attribute["value"] = renamed.get(attribute["key"], attribute["value"])
+        lines.append(json.dumps(document))
+    target.write_text("\n".join(lines) + "\n")
+    return target
+
+
+def test_many_ranks_are_summarised_in_one_column(tmp_path):
+    """Ten ranks (the two real ranks' files, each relabelled five times: odd ranks saw rank 1's longer sequence):
+    one summary column instead of ten, naming the ranks that did not compile the divergent compile ids."""
+    files = [_as_rank(RANKS[rank % 2], rank, 10, tmp_path / f"rank{rank}.jsonl") for rank in range(10)]
+    rep = read_files([str(f) for f in files]).report
+    assert rep.ranks == tuple(range(10))
+    text = render_text(rep, report.DEFAULT_WIDTH)
+    across = section(text, "Compiles across ranks")
+    header = across.splitlines()[1]
+    assert "10 ranks" in header and "rank 0" not in header and "rank 9" not in header
+    assert all(len(line) <= report.DEFAULT_WIDTH for line in text.splitlines())
+    divergent = {row.compile_id for row in rep.rank_divergences}
+    assert divergent, "rank 1's longer sequence compiled something rank 0 did not"
+    for compile_id in divergent:
+        (row,) = [line for line in across.splitlines() if line.strip().startswith(compile_id + " ")]
+        assert "5 of 10 compiled" in row and "not on rank 0, rank 2, rank 4, rank 6, rank 8" in row, row
+    shared = [r.compile_id for r in rep.rank_compiles if r.compile_id not in divergent]
+    (row,) = [line for line in across.splitlines() if line.strip().startswith(shared[0] + " ")]
+    assert "10 of 10 compiled" in row and "min " in row and "median " in row and "not on" not in row, row
+    only = section(text, "Compiles on some ranks only")
+    assert "rank 1, rank 3, rank 5, rank 7, rank 9" in only

@@ -11,6 +11,8 @@ own terser wording and its column widths are in :mod:`.text`.
 
 from __future__ import annotations
 
+import statistics
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from torch_otel import catalog
@@ -139,37 +141,75 @@ def slowest(row: RankCompileRow) -> str:
     return f"rank {row.slowest}, +{format_seconds(row.over_median_us)} over the median"
 
 
-def _ranks(ranks: tuple[int, ...]) -> str:
-    return ", ".join(f"rank {rank}" for rank in ranks)
+MAX_RANK_COLUMNS = 8  # with more ranks, "Compiles across ranks" summarises them in one column
+_RANKS_LISTED = 8  # ranks named in one cell before "and N more"
+
+
+def _ranks(ranks: Sequence[int]) -> str:
+    named = ", ".join(f"rank {rank}" for rank in ranks[:_RANKS_LISTED])
+    return named + (f" and {len(ranks) - _RANKS_LISTED} more" if len(ranks) > _RANKS_LISTED else "")
+
+
+def _ranks_summary(row: RankCompileRow, ranks: tuple[int, ...]) -> str:
+    """One cell for a compile id over many ranks: "62 of 64 compiled · min 1.20 s, median 1.31 s, max 9.80 s ·
+    failed on rank 7 · still compiling on rank 12 · not on rank 40"."""
+    parts = [f"{len(row.compiles)} of {len(ranks)} compiled"]
+    durations = [c.duration_us for c in row.compiles]
+    if durations:
+        parts.append(
+            f"min {format_us(min(durations))}, median {format_us(statistics.median(durations))}, "
+            f"max {format_us(max(durations))}"
+        )
+    failed = [c.rank for c in row.compiles if c.outcome == "failed"]
+    running = sorted(u.rank for u in row.running if u.rank is not None)
+    absent = sorted(set(ranks) - {c.rank for c in row.compiles} - set(running))
+    lists: tuple[tuple[str, list[int]], ...] = (
+        ("failed on", failed),
+        ("still compiling on", running),
+        ("not on", absent),
+    )
+    for words, which in lists:
+        if which:
+            parts.append(f"{words} {_ranks(which)}")
+    return SEPARATOR.join(parts)
+
+
+def _rank_columns(report: Report) -> tuple[tuple[str, ...], Callable[[RankCompileRow], tuple[str, ...]]]:
+    """A column per rank, or past MAX_RANK_COLUMNS ranks one summary column."""
+    if len(report.ranks) > MAX_RANK_COLUMNS:
+        return (f"{len(report.ranks)} ranks",), lambda row: (_ranks_summary(row, report.ranks),)
+    return tuple(f"rank {rank}" for rank in report.ranks), lambda row: tuple(
+        _rank_cell(
+            next((c for c in row.compiles if c.rank == rank), None),
+            next((u for u in row.running if u.rank == rank), None),
+        )
+        for rank in report.ranks
+    )
 
 
 def rank_tables(report: Report) -> tuple[Table, ...]:
-    """Compiles across ranks (a row per compile id, a column per rank, the slowest rank last) and the compiles on
-    some ranks only. Both optional: a run of one process has neither."""
+    """Compiles across ranks (a row per compile id, a column per rank or one summary column past MAX_RANK_COLUMNS
+    ranks, the slowest rank last) and the compiles on some ranks only. Both optional: a run of one process has
+    neither."""
+    rank_headers, rank_cells = _rank_columns(report)
     return (
         Table(
             "ranks",
             "Compiles across ranks",
-            ("compile id", "function", *(f"rank {rank}" for rank in report.ranks), "slowest"),
+            ("compile id", "function", *rank_headers, "slowest"),
             tuple(
-                (
-                    row.compile_id,
-                    function_label(row.function),
-                    *(
-                        _rank_cell(
-                            next((c for c in row.compiles if c.rank == rank), None),
-                            next((u for u in row.running if u.rank == rank), None),
-                        )
-                        for rank in report.ranks
-                    ),
-                    slowest(row),
-                )
+                (row.compile_id, function_label(row.function), *rank_cells(row), slowest(row))
                 for row in report.rank_compiles
             ),
-            note="each rank: compile time (forward and backward), cache hits and misses, outcome; still compiling: "
-            "running when that rank's file ends (see Compiles that did not finish); -: not compiled there. slowest: "
-            "the rank that took longest, and how much longer than the median of the ranks that compiled it (shown "
-            "from 10 % and 0.05 s over it).",
+            note=(
+                "each rank: compile time (forward and backward), cache hits and misses, outcome; still compiling: "
+                "running when that rank's file ends (see Compiles that did not finish); -: not compiled there. "
+                if len(report.ranks) <= MAX_RANK_COLUMNS
+                else f"more than {MAX_RANK_COLUMNS} ranks: how many compiled it, their compile times (forward and "
+                "backward), and the ranks where it failed, was still compiling when the file ended, or never ran. "
+            )
+            + "slowest: the rank that took longest, and how much longer than the median of the ranks that compiled it "
+            "(shown from 10 % and 0.05 s over it).",
             optional=True,
         ),
         Table(
